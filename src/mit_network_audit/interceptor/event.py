@@ -1,0 +1,123 @@
+"""NetEvent: one metadata-only row per logical network call (schema v1, DESIGN §3).
+
+There is deliberately no body field: bodies may only be counted (``req_bytes``/``resp_bytes``)
+and hashed (``fingerprint``).  Every value is a JSON scalar (str, int, bool, None) or a list of
+str, so the canonical encoding of DESIGN §4 is plain ``json.dumps(sort_keys=True)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+
+DIRECTIONS = ("inbound", "outbound", "internal")
+DEST_CLASSES = ("vendor", "provider", "own", "local", "unknown")
+
+# Internal rows (direction == "internal", channel == "audit") say what they are in ``method``.
+INTERNAL_KINDS = (
+    "gap",  # events lost (queue overflow, database down beyond the buffer); detail: {"lost": N, ...}
+    "heartbeat",  # a process is alive and capturing; detail: channels enabled/disabled
+    "tamper",  # a patch was removed or bypassed behind our back
+    "settings",  # a setting changed: who, key, old -> new (never a secret value)
+    "forensic_read",  # an officer read a captured body
+    "anchor",  # retention vacuum cut point
+    "checkpoint",  # a signed checkpoint was made
+    "start",  # the auditor started in a process
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetEvent:
+    """One journal row's content, before chaining.  Field order is the schema's order."""
+
+    v: int = SCHEMA_VERSION
+    event_id: str
+    logged_at_us: int
+    started_at_us: int
+    duration_us: int
+    direction: str
+    channel: str
+    protocol: str | None = None
+    method: str | None = None
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+    query_keys: tuple[str, ...] = ()
+    dest_ip: str | None = None
+    dest_port: int | None = None
+    src_ip: str | None = None
+    src_port: int | None = None
+    status: int | None = None
+    outcome: str = "ok"
+    error: str | None = None
+    req_bytes: int = 0
+    resp_bytes: int = 0
+    req_headers: tuple[str, ...] = ()
+    resp_headers: tuple[str, ...] = ()
+    fingerprint: str | None = None
+    addon: str | None = None
+    addon_author: str | None = None
+    call_site: str | None = None
+    via: tuple[str, ...] = ()
+    pid: int = 0
+    hostname: str | None = None
+    vendor_bound: bool = False
+    component: str | None = None
+    dest_class: str = "unknown"
+    # Machine-readable facts of an internal row (a small JSON object as text), e.g. '{"lost": 12}'.
+    # Never a secret, never a body.  Added to DESIGN §3 because gap/settings/tamper rows need it.
+    detail: str | None = None
+
+    def as_dict(self) -> dict:
+        """Exactly the schema's fields; tuples become lists (JSON arrays)."""
+        out = {}
+        for name in FIELD_NAMES:
+            value = getattr(self, name)
+            out[name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> NetEvent:
+        kwargs = {}
+        for name in FIELD_NAMES:
+            if name in data:
+                value = data[name]
+                kwargs[name] = tuple(value) if isinstance(value, list) else value
+        return cls(**kwargs)
+
+
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(NetEvent))
+LIST_FIELDS = frozenset({"query_keys", "req_headers", "resp_headers", "via"})
+INT_FIELDS = frozenset(
+    {"v", "logged_at_us", "started_at_us", "duration_us", "port", "dest_port", "src_port", "status",
+     "req_bytes", "resp_bytes", "pid"}
+)
+BOOL_FIELDS = frozenset({"vendor_bound"})
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def new_event_id() -> str:
+    return os.urandom(16).hex()
+
+
+_HOSTNAME = socket.gethostname()
+
+
+def internal_event(kind: str, detail: str | None = None, **fields) -> NetEvent:
+    """An ``internal`` row: the auditor's own facts (gaps, settings changes, heartbeats, ...)."""
+    ts = now_us()
+    base = dict(
+        event_id=new_event_id(), logged_at_us=ts, started_at_us=ts, duration_us=0,
+        direction="internal", channel="audit", protocol=None, method=kind,
+        pid=os.getpid(), hostname=_HOSTNAME, dest_class="local", addon="mit_network_audit", detail=detail,
+    )
+    base.update(fields)
+    return NetEvent(**base)
