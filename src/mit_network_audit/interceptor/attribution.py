@@ -1,0 +1,153 @@
+"""Attributor: which module's code made a call (stack -> owner).
+
+The default attributor walks the stack outwards from the wire.  Frames of the auditor itself,
+of the standard library and of known transport libraries (requests, urllib3, httpx, ...) are
+"in between" and become ``via``; the first other frame is the owner's: its installed
+distribution (``importlib.metadata``), else the application's top-level package, else
+``__main__``.  Everything per frame is cached by code object, so attribution costs
+microseconds.  Odoo supplies its own attributor (module path -> addon) through the same protocol.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+_SELF = __name__.split(".")[0]
+
+# Libraries that carry calls on behalf of their caller: never owners, reported in ``via``.
+TRANSPORT_LIBRARIES = frozenset(
+    {
+        "requests", "urllib3", "httpx", "httpcore", "h11", "h2", "hpack", "hyperframe", "anyio", "sniffio",
+        "aiohttp", "aiohappyeyeballs", "aiosignal", "yarl", "multidict", "frozenlist", "async_timeout",
+        "certifi", "idna", "charset_normalizer", "chardet", "socks", "sockshandler", "requests_toolbelt",
+        "gevent", "greenlet", "eventlet", "uvloop", "wrapt", "opentelemetry", "sentry_sdk", "trio",
+        "aiosmtplib", "aioimaplib", "pycurl", "websocket", "websockets", "zeep", "suds",
+    }
+)
+# Standard-library modules worth naming in ``via`` (the rest of the stdlib is skipped silently).
+STDLIB_VIA = frozenset(
+    {
+        "http.client", "urllib.request", "smtplib", "imaplib", "poplib", "ftplib", "ssl", "socket",
+        "asyncio.streams", "asyncio.base_events", "xmlrpc.client", "subprocess",
+    }
+)
+_STDLIB_TOP = frozenset(sys.stdlib_module_names) | {"__future__", "_pytest", "pytest", "pluggy", "runpy"}
+
+_SKIP, _VIA, _OWNER = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    addon: str
+    author: str | None
+    call_site: str
+    via: tuple[str, ...]
+
+
+@runtime_checkable
+class Attributor(Protocol):
+    def attribute(self, frame) -> Owner | None:
+        """``frame`` is the innermost frame of the caller (the wrapped library's caller chain)."""
+
+
+def module_relpath(module: str, filename: str) -> str:
+    """``acme/client.py`` for module ``acme.client``: the path below the import root."""
+    base = os.path.basename(filename)
+    parts = module.split(".")
+    if base.startswith("__init__."):
+        return "/".join([*parts, base])
+    return "/".join([*parts[:-1], base])
+
+
+class DistributionAttributor:
+    """Owner = installed distribution owning the module, else its top-level package, else __main__."""
+
+    def __init__(self, transport_libraries=TRANSPORT_LIBRARIES, max_depth: int = 200) -> None:
+        self._transport = frozenset(transport_libraries)
+        self._max_depth = max_depth
+        self._code_cache: dict = {}
+        self._owner_cache: dict[str, tuple[str, str | None]] = {}
+        self._dist_map: dict[str, list[str]] | None = None
+        self._lock = threading.Lock()
+
+    # -- the protocol -------------------------------------------------------------------------
+    def attribute(self, frame) -> Owner | None:
+        via: list[str] = []
+        cache = self._code_cache
+        depth = 0
+        while frame is not None and depth < self._max_depth:
+            code = frame.f_code
+            info = cache.get(code)
+            if info is None:
+                info = cache[code] = self._classify(frame)
+            kind = info[0]
+            if kind == _OWNER:
+                via.reverse()
+                return Owner(info[1], info[2], f"{info[3]}:{frame.f_lineno} in {code.co_name}", tuple(via))
+            if kind == _VIA and info[1] not in via:
+                via.append(info[1])
+            frame = frame.f_back
+            depth += 1
+        return None
+
+    # -- per code object, cached ----------------------------------------------------------------
+    def _classify(self, frame) -> tuple:
+        module = frame.f_globals.get("__name__") or ""
+        filename = frame.f_code.co_filename
+        top = module.split(".", 1)[0]
+        if top == _SELF:
+            return (_SKIP,)
+        if "._vendor." in module or module.endswith("._vendor"):
+            # pip._vendor.requests: a vendored transport; its owner is found further out (pip).
+            vendored = module.split("._vendor.", 1)[-1].split(".", 1)[0]
+            return (_VIA, vendored) if vendored in self._transport else (_SKIP,)
+        if top in self._transport:
+            return (_VIA, top)
+        if module == "__main__" or module == "__mp_main__":
+            return (_OWNER, "__main__", None, os.path.basename(filename))
+        if top in _STDLIB_TOP or filename.startswith("<frozen"):
+            for name in (module, module.rsplit(".", 1)[0]):
+                if name in STDLIB_VIA:
+                    return (_VIA, name)
+            return (_SKIP,)
+        if not top or filename.startswith("<"):
+            return (_SKIP,)
+        addon, author = self._owner_of(top)
+        return (_OWNER, addon, author, module_relpath(module, filename))
+
+    def _owner_of(self, top: str) -> tuple[str, str | None]:
+        cached = self._owner_cache.get(top)
+        if cached is not None:
+            return cached
+        with self._lock:
+            if self._dist_map is None:
+                try:
+                    self._dist_map = metadata.packages_distributions()
+                except Exception:
+                    self._dist_map = {}
+        dists = self._dist_map.get(top) or []
+        result: tuple[str, str | None] = (top, None)
+        if dists:
+            name = dists[0]
+            try:
+                meta = metadata.metadata(name)
+                author = meta.get("Author") or _name_part(meta.get("Author-email"))
+            except Exception:
+                author = None
+            result = (name, author or None)
+        self._owner_cache[top] = result
+        return result
+
+
+def _name_part(author_email: str | None) -> str | None:
+    """``Jane Doe <jane@example.org>`` -> ``Jane Doe`` (an address is contact data, not needed)."""
+    if not author_email:
+        return None
+    first = author_email.split(",")[0]
+    name = first.split("<", 1)[0].strip().strip('"')
+    return name or None

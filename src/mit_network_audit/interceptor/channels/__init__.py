@@ -1,0 +1,27 @@
+"""One module per channel.  Each exposes:
+
+* ``NAME`` — the channel name used in rows and in ``disabled_channels``;
+* ``TARGET`` — the module whose import triggers the patch (``None``: patch at install time);
+* ``install(patches)`` — wrap the library's entry points through ``patches.wrap`` (the library is
+  imported lazily there); an ImportError means "library absent" and the channel is skipped.
+
+Order matters only for readability: the outermost layer owns a call at run time, whatever the
+order of installation (see ``capture.begin``).
+"""
+
+CHANNEL_MODULES: tuple[str, ...] = (
+    "requests",
+    "httpx",
+    "aiohttp",
+    "urllib3",
+    "urllib",
+    "http_client",
+    "smtp",
+    "imap",
+    "pop3",
+    "ftp",
+    "subprocess",
+    "tls",
+    "socket",
+    "audit_hook",
+)
