@@ -1,0 +1,40 @@
+"""The journal: append-only, hash-chained storage (DESIGN §4).
+
+``open_store(dsn)`` picks the backend: a bare path or ``sqlite:///path`` -> SQLite (the embedded
+default); ``postgresql://...`` -> PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .store import JournalRow, RowFilter, Store
+
+__all__ = ["JournalRow", "RowFilter", "Store", "default_dsn", "open_store"]
+
+
+def default_dsn() -> str:
+    """``$MNA_DB``, else ``journal.db`` in the user data directory."""
+    env = os.environ.get("MNA_DB")
+    if env:
+        return env
+    import platformdirs
+
+    return "sqlite:///" + os.path.join(platformdirs.user_data_dir("mit-network-audit"), "journal.db")
+
+
+def is_postgres(dsn: str) -> bool:
+    return dsn.startswith(("postgresql://", "postgres://")) or dsn.startswith("host=")
+
+
+def open_store(dsn: str | None = None, *, create: bool = True) -> Store:
+    dsn = dsn or default_dsn()
+    if is_postgres(dsn):
+        try:
+            from .postgres import PostgresStore
+        except ImportError as exc:  # pragma: no cover - depends on the extra
+            raise RuntimeError("PostgreSQL support needs the extra: pip install 'mit-network-audit[postgres]'") from exc
+        return PostgresStore(dsn, create=create)
+    from .sqlite import SQLiteStore
+
+    return SQLiteStore(dsn, create=create)

@@ -1,0 +1,166 @@
+"""PostgreSQL store: when many workers or hosts share one journal.
+
+``chain_seq`` is assigned under ``pg_advisory_xact_lock`` in READ COMMITTED, so writers from any
+process or host take turns per batch; ``PRIMARY KEY (chain_seq)`` and ``UNIQUE (prev_hash)`` make
+a fork impossible even if the lock were bypassed.  Batches go in with COPY.  Triggers, enabled
+ALWAYS (so even ``session_replication_role = replica`` does not skip them), refuse UPDATE,
+TRUNCATE and any DELETE except the retention vacuum's, which sets ``mna.vacuum_cut`` for its own
+transaction and may delete only rows below it.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+
+import psycopg
+
+from ..interceptor.event import NetEvent
+from . import schema
+from .canonical import ZERO_HASH, chain
+from .store import JournalRow, RowFilter
+
+LOCK_KEY = 0x6D6E615F6A726E  # "mna_jrn": the journal writers' advisory lock
+T = schema.TABLE
+_COLS = ", ".join(f"{c} {schema.column_type(c, postgres=True)}" for c in schema.COLUMNS)
+
+DDL = [
+    f"CREATE TABLE IF NOT EXISTS {T} ({_COLS}, CONSTRAINT {T}_prev_unique UNIQUE (prev_hash))",
+    f"CREATE UNIQUE INDEX IF NOT EXISTS {T}_event ON {T}(event_id)",
+    f"CREATE INDEX IF NOT EXISTS {T}_logged ON {T}(logged_at_us)",
+    *[f"CREATE INDEX IF NOT EXISTS {T}_{c} ON {T}({c}, chain_seq)" for c in schema.INDEXED_FILTERS],
+    "CREATE TABLE IF NOT EXISTS mna_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE OR REPLACE FUNCTION mna_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN RAISE EXCEPTION 'egress_log is append-only: % refused', TG_OP; END $$""",
+    """CREATE OR REPLACE FUNCTION mna_guard_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF OLD.chain_seq < coalesce(nullif(current_setting('mna.vacuum_cut', true), '')::bigint, 0) THEN
+           RETURN OLD;
+         END IF;
+         RAISE EXCEPTION 'egress_log is append-only: DELETE refused (only the retention vacuum may delete)';
+       END $$""",
+    f"DROP TRIGGER IF EXISTS {T}_no_update ON {T}",
+    f"CREATE TRIGGER {T}_no_update BEFORE UPDATE ON {T} FOR EACH ROW EXECUTE FUNCTION mna_refuse_change()",
+    f"DROP TRIGGER IF EXISTS {T}_no_delete ON {T}",
+    f"CREATE TRIGGER {T}_no_delete BEFORE DELETE ON {T} FOR EACH ROW EXECUTE FUNCTION mna_guard_delete()",
+    f"DROP TRIGGER IF EXISTS {T}_no_truncate ON {T}",
+    f"CREATE TRIGGER {T}_no_truncate BEFORE TRUNCATE ON {T} FOR EACH STATEMENT EXECUTE FUNCTION mna_refuse_change()",
+    f"ALTER TABLE {T} ENABLE ALWAYS TRIGGER {T}_no_update",
+    f"ALTER TABLE {T} ENABLE ALWAYS TRIGGER {T}_no_delete",
+    f"ALTER TABLE {T} ENABLE ALWAYS TRIGGER {T}_no_truncate",
+]
+
+
+class PostgresStore:
+    kind = "postgres"
+
+    def __init__(self, dsn: str, *, create: bool = True, connect_timeout: int = 5) -> None:
+        self.dsn = dsn
+        self._lock = threading.RLock()
+        self.conn = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._lock, self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY + 1,))
+            exists = self.conn.execute(
+                "SELECT 1 FROM information_schema.tables WHERE table_name = 'mna_meta'").fetchone()
+            version = None
+            if exists:
+                row = self.conn.execute("SELECT value FROM mna_meta WHERE key = 'schema_version'").fetchone()
+                version = int(row[0]) if row else None
+            if version is not None and version >= schema.SCHEMA_VERSION:
+                return
+            for statement in DDL:
+                self.conn.execute(statement)
+            self.conn.execute("INSERT INTO mna_meta VALUES ('journal_id', %s) ON CONFLICT DO NOTHING",
+                              (uuid.uuid4().hex,))
+            self.conn.execute("INSERT INTO mna_meta VALUES ('schema_version', '1') "
+                              "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+
+    def append(self, events: Sequence[NetEvent]) -> list[JournalRow]:
+        if not events:
+            return []
+        with self._lock, self.conn.transaction():
+            conn = self.conn
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+            head = conn.execute(f"SELECT chain_seq, row_hash FROM {T} ORDER BY chain_seq DESC LIMIT 1").fetchone()
+            seq, prev = (head[0] + 1, bytes.fromhex(head[1])) if head else (1, ZERO_HASH)
+            rows = []
+            with conn.cursor() as cur, cur.copy(f"COPY {T} ({schema.SELECT_LIST}) FROM STDIN") as copy:
+                for s, fields, leaf, prev_hex, row_hex in chain(events, seq, prev):
+                    copy.write_row((s, *schema.encode_fields(fields, bool_as_int=False), leaf, prev_hex, row_hex))
+                    rows.append((s, leaf, prev_hex, row_hex))
+        return [JournalRow(s, e, leaf, p, r) for (s, leaf, p, r), e in zip(rows, events, strict=True)]
+
+    def _query(self, sql: str, params: Iterable = ()) -> list:
+        with self._lock:
+            return self.conn.execute(sql, tuple(params)).fetchall()
+
+    def head(self) -> JournalRow | None:
+        rows = self._query(f"SELECT {schema.SELECT_LIST} FROM {T} ORDER BY chain_seq DESC LIMIT 1")
+        return schema.decode_row(rows[0]) if rows else None
+
+    def get(self, chain_seq: int) -> JournalRow | None:
+        rows = self._query(f"SELECT {schema.SELECT_LIST} FROM {T} WHERE chain_seq = %s", (chain_seq,))
+        return schema.decode_row(rows[0]) if rows else None
+
+    def get_by_event_id(self, event_id: str) -> JournalRow | None:
+        rows = self._query(f"SELECT {schema.SELECT_LIST} FROM {T} WHERE event_id = %s", (event_id,))
+        return schema.decode_row(rows[0]) if rows else None
+
+    def rows(self, flt: RowFilter | None = None, *, before_seq: int | None = None,
+             limit: int = 100) -> list[JournalRow]:
+        where, params = schema.where_clause(flt, "%s", before_seq=before_seq, text_op="ILIKE")
+        sql = f"SELECT {schema.SELECT_LIST} FROM {T}{where} ORDER BY chain_seq DESC LIMIT %s"
+        return [schema.decode_row(r) for r in self._query(sql, [*params, int(limit)])]
+
+    def count(self, flt: RowFilter | None = None) -> int:
+        where, params = schema.where_clause(flt, "%s", text_op="ILIKE")
+        return self._query(f"SELECT count(*) FROM {T}{where}", params)[0][0]
+
+    def iter_range(self, start_seq: int = 1, end_seq: int | None = None,
+                   batch: int = 10_000) -> Iterator[JournalRow]:
+        for raw in self.iter_raw(start_seq, end_seq, batch):
+            yield schema.decode_row(raw)
+
+    def iter_raw(self, start_seq: int = 1, end_seq: int | None = None, batch: int = 10_000) -> Iterator[tuple]:
+        seq = start_seq
+        end = end_seq if end_seq is not None else 2**62
+        while True:
+            chunk = self._query(
+                f"SELECT {schema.SELECT_LIST} FROM {T} WHERE chain_seq >= %s AND chain_seq <= %s "
+                "ORDER BY chain_seq LIMIT %s", (seq, end, batch))
+            if not chunk:
+                return
+            yield from chunk
+            seq = chunk[-1][0] + 1
+
+    def min_seq(self) -> int | None:
+        return self._query(f"SELECT min(chain_seq) FROM {T}")[0][0]
+
+    def max_seq(self) -> int:
+        return self._query(f"SELECT coalesce(max(chain_seq), 0) FROM {T}")[0][0]
+
+    def meta_get(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM mna_meta WHERE key = %s", (key,))
+        return rows[0][0] if rows else None
+
+    def meta_set(self, key: str, value: str) -> None:
+        with self._lock:
+            self.conn.execute("INSERT INTO mna_meta (key, value) VALUES (%s, %s) "
+                              "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    @property
+    def journal_id(self) -> str:
+        return self.meta_get("journal_id") or ""
+
+    def execute_raw(self, sql: str, params: Iterable = ()) -> list[tuple]:
+        with self._lock:
+            cur = self.conn.execute(sql, tuple(params))
+            return cur.fetchall() if cur.description else []
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()

@@ -1,0 +1,202 @@
+"""SQLite store: the embedded default.  One file, WAL, one ``BEGIN IMMEDIATE`` transaction per batch.
+
+Triggers abort every UPDATE and DELETE of journal rows.  The only delete let through is the
+retention vacuum's: it raises ``vacuum_guard.cut_seq`` inside its own transaction (after appending
+an anchor row and signing a checkpoint) and may then delete rows *below* that cut.  The guard
+itself can only move forward.  Anyone who can write the file can still drop a trigger: that is
+what verify, the signed checkpoints and the witness file outside the database catch.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+
+from ..interceptor.event import NetEvent
+from . import schema
+from .canonical import ZERO_HASH, chain
+from .store import JournalRow, RowFilter
+
+_COLS = ", ".join(f"{c} {schema.column_type(c, postgres=False)}" for c in schema.COLUMNS)
+DDL = f"""
+CREATE TABLE IF NOT EXISTS {schema.TABLE} ({_COLS});
+CREATE UNIQUE INDEX IF NOT EXISTS {schema.TABLE}_prev ON {schema.TABLE}(prev_hash);
+CREATE UNIQUE INDEX IF NOT EXISTS {schema.TABLE}_event ON {schema.TABLE}(event_id);
+CREATE INDEX IF NOT EXISTS {schema.TABLE}_logged ON {schema.TABLE}(logged_at_us);
+{chr(10).join(f"CREATE INDEX IF NOT EXISTS {schema.TABLE}_{c} ON {schema.TABLE}({c}, chain_seq);" for c in schema.INDEXED_FILTERS)}
+CREATE TABLE IF NOT EXISTS mna_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mna_vacuum_guard (id INTEGER PRIMARY KEY CHECK (id = 1), cut_seq INTEGER NOT NULL);
+INSERT OR IGNORE INTO mna_vacuum_guard (id, cut_seq) VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS {schema.TABLE}_no_update BEFORE UPDATE ON {schema.TABLE}
+BEGIN SELECT RAISE(ABORT, 'egress_log is append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS {schema.TABLE}_no_delete BEFORE DELETE ON {schema.TABLE}
+WHEN OLD.chain_seq >= (SELECT cut_seq FROM mna_vacuum_guard WHERE id = 1)
+BEGIN SELECT RAISE(ABORT, 'egress_log is append-only: DELETE refused (only the retention vacuum may delete)'); END;
+CREATE TRIGGER IF NOT EXISTS mna_vacuum_guard_forward BEFORE UPDATE ON mna_vacuum_guard
+WHEN NEW.cut_seq < OLD.cut_seq BEGIN SELECT RAISE(ABORT, 'vacuum cut can only move forward'); END;
+CREATE TRIGGER IF NOT EXISTS mna_vacuum_guard_no_delete BEFORE DELETE ON mna_vacuum_guard
+BEGIN SELECT RAISE(ABORT, 'vacuum guard cannot be deleted'); END;
+"""
+
+_INSERT = (f"INSERT INTO {schema.TABLE} ({schema.SELECT_LIST}) VALUES "
+           f"({', '.join('?' for _ in schema.COLUMNS)})")
+
+
+def path_from_dsn(dsn: str) -> str:
+    if dsn.startswith("sqlite:///"):
+        return dsn[len("sqlite:///") - 1:] if dsn.startswith("sqlite:////") else dsn[len("sqlite:///"):]
+    if dsn.startswith("sqlite://"):
+        return dsn[len("sqlite://"):]
+    return dsn
+
+
+class SQLiteStore:
+    kind = "sqlite"
+
+    def __init__(self, dsn: str, *, create: bool = True, timeout: float = 10.0) -> None:
+        self.dsn = dsn
+        self.path = path_from_dsn(dsn)
+        if not create and not os.path.exists(self.path):
+            raise FileNotFoundError(
+                f"no journal at {self.path!r}: run a program under `mit-network-audit run --db {dsn}` "
+                "(or `mit-network-audit demo`) first, or check the --db path")
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        self._lock = threading.RLock()
+        self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._lock:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version >= schema.SCHEMA_VERSION:
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self.conn.execute("PRAGMA user_version").fetchone()[0] < 1:
+                    for statement in _split(DDL):
+                        self.conn.execute(statement)
+                    self.conn.execute("INSERT OR IGNORE INTO mna_meta VALUES ('journal_id', ?)", (uuid.uuid4().hex,))
+                    self.conn.execute("INSERT OR REPLACE INTO mna_meta VALUES ('schema_version', '1')")
+                    self.conn.execute("PRAGMA user_version = 1")
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+
+    # -- writing ---------------------------------------------------------------------------------
+    def append(self, events: Sequence[NetEvent]) -> list[JournalRow]:
+        if not events:
+            return []
+        with self._lock:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                head = conn.execute(
+                    f"SELECT chain_seq, row_hash FROM {schema.TABLE} ORDER BY chain_seq DESC LIMIT 1").fetchone()
+                seq, prev = (head[0] + 1, bytes.fromhex(head[1])) if head else (1, ZERO_HASH)
+                rows = []
+                params = []
+                for s, fields, leaf, prev_hex, row_hex in chain(events, seq, prev):
+                    params.append((s, *schema.encode_fields(fields, bool_as_int=True), leaf, prev_hex, row_hex))
+                    rows.append((s, leaf, prev_hex, row_hex))
+                conn.executemany(_INSERT, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise
+        return [JournalRow(s, e, leaf, p, r) for (s, leaf, p, r), e in zip(rows, events, strict=True)]
+
+    # -- reading ---------------------------------------------------------------------------------
+    def _query(self, sql: str, params: Iterable = ()) -> list:
+        with self._lock:
+            return self.conn.execute(sql, tuple(params)).fetchall()
+
+    def head(self) -> JournalRow | None:
+        rows = self._query(f"SELECT {schema.SELECT_LIST} FROM {schema.TABLE} ORDER BY chain_seq DESC LIMIT 1")
+        return schema.decode_row(rows[0]) if rows else None
+
+    def get(self, chain_seq: int) -> JournalRow | None:
+        rows = self._query(f"SELECT {schema.SELECT_LIST} FROM {schema.TABLE} WHERE chain_seq = ?", (chain_seq,))
+        return schema.decode_row(rows[0]) if rows else None
+
+    def get_by_event_id(self, event_id: str) -> JournalRow | None:
+        rows = self._query(f"SELECT {schema.SELECT_LIST} FROM {schema.TABLE} WHERE event_id = ?", (event_id,))
+        return schema.decode_row(rows[0]) if rows else None
+
+    def rows(self, flt: RowFilter | None = None, *, before_seq: int | None = None,
+             limit: int = 100) -> list[JournalRow]:
+        where, params = schema.where_clause(flt, "?", before_seq=before_seq)
+        sql = f"SELECT {schema.SELECT_LIST} FROM {schema.TABLE}{where} ORDER BY chain_seq DESC LIMIT ?"
+        return [schema.decode_row(r) for r in self._query(sql, [*params, int(limit)])]
+
+    def count(self, flt: RowFilter | None = None) -> int:
+        where, params = schema.where_clause(flt, "?")
+        return self._query(f"SELECT count(*) FROM {schema.TABLE}{where}", params)[0][0]
+
+    def iter_range(self, start_seq: int = 1, end_seq: int | None = None,
+                   batch: int = 10_000) -> Iterator[JournalRow]:
+        for raw in self.iter_raw(start_seq, end_seq, batch):
+            yield schema.decode_row(raw)
+
+    def iter_raw(self, start_seq: int = 1, end_seq: int | None = None, batch: int = 10_000) -> Iterator[tuple]:
+        """Stored tuples, oldest first (verify and the rollup decode only what they need)."""
+        seq = start_seq
+        end = end_seq if end_seq is not None else 2**62
+        while True:
+            chunk = self._query(
+                f"SELECT {schema.SELECT_LIST} FROM {schema.TABLE} WHERE chain_seq >= ? AND chain_seq <= ? "
+                "ORDER BY chain_seq LIMIT ?", (seq, end, batch))
+            if not chunk:
+                return
+            yield from chunk
+            seq = chunk[-1][0] + 1
+
+    def min_seq(self) -> int | None:
+        return self._query(f"SELECT min(chain_seq) FROM {schema.TABLE}")[0][0]
+
+    def max_seq(self) -> int:
+        return self._query(f"SELECT coalesce(max(chain_seq), 0) FROM {schema.TABLE}")[0][0]
+
+    # -- metadata --------------------------------------------------------------------------------
+    def meta_get(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM mna_meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def meta_set(self, key: str, value: str) -> None:
+        with self._lock:
+            self.conn.execute("INSERT OR REPLACE INTO mna_meta (key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def journal_id(self) -> str:
+        return self.meta_get("journal_id") or ""
+
+    def execute_raw(self, sql: str, params: Iterable = ()) -> list[tuple]:
+        with self._lock:
+            cur = self.conn.execute(sql.replace("%s", "?"), tuple(params))
+            return cur.fetchall() if cur.description else []
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+
+def _split(script: str) -> list[str]:
+    """Split DDL into statements (triggers contain ';' inside BEGIN ... END)."""
+    out, buf = [], []
+    for line in script.strip().splitlines():
+        buf.append(line)
+        joined = "\n".join(buf).strip()
+        if joined.endswith(";") and (not joined.upper().startswith("CREATE TRIGGER") or joined.upper().endswith("END;")):
+            out.append(joined)
+            buf = []
+    return out
