@@ -1,0 +1,57 @@
+"""Shared CLI pieces: the --db option, time parsing, opening a store with a helpful error."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from datetime import datetime, timezone
+
+import click
+
+from ..journal import default_dsn, open_store
+
+DB_HELP = ("Journal DSN: a file path, sqlite:///path or postgresql://user@host/db. "
+           "Default: $MNA_DB, else journal.db in the user data directory.")
+
+db_option = click.option("--db", "dsn", default=None, metavar="DSN", help=DB_HELP)
+
+_REL = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_time_us(text: str | None) -> int | None:
+    """'24h', '7d', '30m' (ago) or an ISO date/time -> microseconds since the epoch."""
+    if text is None:
+        return None
+    m = _REL.match(text.strip())
+    if m:
+        return int((time.time() - int(m.group(1)) * _UNIT[m.group(2)]) * 1_000_000)
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use a duration like 24h, 7d, 30m, or an ISO date like 2026-11-01") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1_000_000)
+
+
+def format_us(us: int | None) -> str:
+    if us is None:
+        return "-"
+    return datetime.fromtimestamp(us / 1e6, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def open_or_exit(dsn: str | None, *, create: bool = False):
+    """Open the journal or exit 2 with an error that says what to do next."""
+    dsn = dsn or default_dsn()
+    try:
+        return open_store(dsn, create=create)
+    except FileNotFoundError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except Exception as exc:  # database down, bad DSN, permissions
+        click.echo(f"error: cannot open the journal {dsn!r}: {type(exc).__name__}: {exc}\n"
+                   "Check the --db DSN (a path, sqlite:///path or postgresql://...) and that the database is reachable.",
+                   err=True)
+        sys.exit(2)

@@ -1,0 +1,152 @@
+"""log, show, verify: reading the journal and checking that nobody changed it."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..journal.store import RowFilter
+from ..journal.verify import verify as verify_journal
+from .common import db_option, format_us, open_or_exit, parse_time_us
+
+
+def register(group: click.Group) -> None:
+    group.add_command(log)
+    group.add_command(show)
+    group.add_command(verify)
+
+
+def _row_table(rows) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("Seq", "Logged (UTC)", "Dir", "Channel", "Host", "Method", "Status", "Addon", "Vendor", "Req B", "Resp B"):
+        table.add_column(col, no_wrap=col not in ("Host", "Addon"), overflow="ellipsis")
+    for r in rows:
+        e = r.event
+        table.add_row(str(r.chain_seq), format_us(e.logged_at_us), e.direction, e.channel, e.host or "",
+                      (e.method or "")[:30], "" if e.status is None else str(e.status), e.addon or "",
+                      "yes" if e.vendor_bound else "", str(e.req_bytes), str(e.resp_bytes),
+                      style="red" if e.outcome == "error" else None)
+    return table
+
+
+@click.command()
+@db_option
+@click.option("--direction", type=click.Choice(["inbound", "outbound", "internal"]))
+@click.option("--channel", help="e.g. requests, httpx, smtp, socket, wsgi")
+@click.option("--host", help="exact destination host")
+@click.option("--addon", help="exact owner (module / distribution)")
+@click.option("--vendor-bound/--not-vendor-bound", default=None, help="only rows bound (or not) to the vendor")
+@click.option("--outcome", type=click.Choice(["ok", "error"]))
+@click.option("--since", help="24h, 7d, 30m or an ISO date")
+@click.option("--until", help="ISO date or a duration ago")
+@click.option("--search", "text", help="substring of host, addon or path")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl"]), default="table", show_default=True)
+@click.option("--follow", is_flag=True, help="keep printing new rows as they are written (Ctrl-C to stop)")
+def log(dsn, direction, channel, host, addon, vendor_bound, outcome, since, until, text, limit, fmt, follow):
+    """Rows of the journal, newest first.
+
+    \b
+    Examples:
+      mit-network-audit log --vendor-bound --since 24h
+      mit-network-audit log --addon acme_connector --format jsonl > rows.jsonl
+      mit-network-audit log --follow
+    """
+    store = open_or_exit(dsn)
+    flt = RowFilter(direction=direction, channel=channel, host=host, addon=addon, vendor_bound=vendor_bound,
+                    outcome=outcome, since_us=parse_time_us(since), until_us=parse_time_us(until), text=text)
+    rows = store.rows(flt, limit=limit)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    _print(rows, fmt, console)
+    if not follow:
+        return
+    last = rows[0].chain_seq if rows else 0
+    try:
+        while True:
+            time.sleep(1.0)
+            new = [r for r in store.rows(flt, limit=1000) if r.chain_seq > last]
+            if new:
+                _print(new, "jsonl" if fmt == "jsonl" else fmt, console)
+                last = new[0].chain_seq
+    except KeyboardInterrupt:
+        pass
+
+
+def _print(rows, fmt, console) -> None:
+    if fmt == "jsonl":
+        for r in rows:
+            click.echo(json.dumps(r.as_dict(), ensure_ascii=False, sort_keys=True))
+    elif fmt == "json":
+        click.echo(json.dumps([r.as_dict() for r in rows], ensure_ascii=False, indent=2, sort_keys=True))
+    else:
+        if not rows:
+            console.print("no rows match (try a wider --since or fewer filters)")
+        else:
+            console.print(_row_table(rows))
+
+
+@click.command()
+@db_option
+@click.argument("ref")
+def show(dsn, ref):
+    """One row in full, by chain_seq (a number) or event_id (32 hex characters)."""
+    store = open_or_exit(dsn)
+    row = store.get(int(ref)) if ref.isdigit() else store.get_by_event_id(ref)
+    if row is None:
+        click.echo(f"error: no row {ref!r} in this journal (see `mit-network-audit log`)", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(row.as_dict(), ensure_ascii=False, indent=2, sort_keys=True))
+
+
+@click.command()
+@db_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def verify(dsn, fmt):
+    """Re-check every row's hash and every link of the chain.
+
+    Exit status: 0 intact, 1 tampered, 2 usage or I/O error.
+    """
+    store = open_or_exit(dsn)
+    try:
+        if fmt == "text":
+            with Progress(TextColumn("verifying"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} rows"),
+                          TimeRemainingColumn(), transient=True) as progress:
+                task = progress.add_task("verify", total=store.max_seq() or 1)
+                result = verify_journal(store, lambda done, total: progress.update(task, completed=done, total=total))
+        else:
+            result = verify_journal(store)
+        extra = _trust_checks(store)
+    except Exception as exc:
+        click.echo(f"error: verify could not read the journal: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(2)
+    ok = result.ok and all(item.get("ok", True) for item in extra)
+    if fmt == "json":
+        click.echo(json.dumps({"ok": ok, "chain": result.as_dict(), "checks": extra}, indent=2))
+    else:
+        if result.ok:
+            click.secho(f"chain intact: {result.rows_checked:,} rows (seq {result.first_seq}..{result.last_seq})",
+                        fg="green")
+        else:
+            click.secho(f"TAMPERED at chain_seq {result.first_bad_seq}: {result.problem}: {result.message}",
+                        fg="red", bold=True)
+        for item in extra:
+            click.secho(f"{item['name']}: {item['message']}", fg="green" if item.get("ok", True) else "red")
+    sys.exit(0 if ok else 1)
+
+
+def _trust_checks(store) -> list[dict]:
+    """Further checks contributed by other layers when present (checkpoints, rollup consistency)."""
+    checks = []
+    try:
+        from ..journal import checkpoint
+    except ImportError:
+        checkpoint = None
+    if checkpoint is not None and hasattr(checkpoint, "verify_checks"):
+        checks.extend(checkpoint.verify_checks(store))
+    return checks
