@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
@@ -32,14 +32,14 @@ def parse_time_us(text: str | None) -> int | None:
     except ValueError:
         raise click.BadParameter(f"{text!r}: use a duration like 24h, 7d, 30m, or an ISO date like 2026-11-01") from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1_000_000)
 
 
 def format_us(us: int | None) -> str:
     if us is None:
         return "-"
-    return datetime.fromtimestamp(us / 1e6, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def open_or_exit(dsn: str | None, *, create: bool = False):

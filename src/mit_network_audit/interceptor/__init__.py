@@ -93,6 +93,10 @@ def _channel_module(name: str):
 def _install_channel(name: str) -> None:
     try:
         module = _channel_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.channels.{name}":
+            capture.counters["errors.channel_import"] += 1
+        return  # that channel is not part of this build
     except Exception:
         capture.counters["errors.channel_import"] += 1
         return
@@ -111,6 +115,10 @@ def _install_channel(name: str) -> None:
     except Exception:
         patches.undo()
         capture.counters[f"errors.install.{name}"] += 1
+        if os.environ.get("MNA_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
         return
     _installed[name] = patches
 

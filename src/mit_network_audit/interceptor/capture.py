@@ -62,7 +62,8 @@ class Call:
         "channel", "direction", "protocol", "method", "url", "host", "port", "path",
         "dest_ip", "dest_port", "src_ip", "src_port", "status", "outcome", "error",
         "req_bytes", "resp_bytes", "req_headers", "resp_headers", "owner", "detail",
-        "started_at_us", "_t0", "_token", "_deferred", "_done", "_fingerprint", "verbs",
+        "started_at_us", "_t0", "_token", "_deferred", "_done", "_fingerprint", "verbs", "_holds", "_ended",
+        "layers",
         "__weakref__",
     )
 
@@ -84,6 +85,9 @@ class Call:
         self._fingerprint = None
         self._deferred = False
         self._done = False
+        self._holds = 0  # open response bodies still streaming; the row waits for them
+        self._ended = False
+        self.layers: list[str] | None = None  # inner libraries that carried the call (for ``via``)
         self._token = None
         self.started_at_us = time.time_ns() // 1000
         self._t0 = time.perf_counter_ns()
@@ -120,17 +124,41 @@ class Call:
         if verb not in verbs:
             verbs.append(verb)
 
+    def add_layer(self, name: str) -> None:
+        layers = self.layers
+        if layers is None:
+            self.layers = [name]
+        elif name not in layers:
+            layers.append(name)
+
     def defer(self) -> None:
         """The response body streams after the call returns: ``finish()`` emits the row later."""
         self._deferred = True
         with _pending_lock:
             _pending.add(self)
 
+    def hold(self) -> None:
+        """A response body is attached and may still stream: keep the row open until ``release``."""
+        self._holds += 1
+        if self._ended and not self._deferred:
+            self.defer()
+
+
     def fingerprint_hex(self) -> str | None:
         fp = self._fingerprint
         if fp is None:
             fp = self._fingerprint = _new_fingerprint(self)
         return fp.hexdigest() if fp is not None else None
+
+
+def release(call: Call) -> None:
+    """A body attached with ``hold`` is finished (read to the end, closed or collected)."""
+    try:
+        call._holds -= 1
+        if call._holds <= 0 and call._ended:
+            finish(call)
+    except Exception:
+        counters["errors.capture"] += 1
 
 
 def _new_fingerprint(call: Call):
@@ -233,8 +261,11 @@ def end(call: Call, exc: BaseException | None = None) -> None:
                 _active.reset(token)
             except ValueError:  # ended in another context (a callback): just clear ours
                 _active.set(None)
+        call._ended = True
         if exc is not None:
             fail(call, exc)
+        if call._holds > 0 and not call._deferred:
+            call.defer()
         if not call._deferred:
             finish(call)
     except Exception:

@@ -44,7 +44,10 @@ def base_fields(call, ev: dict) -> None:
 def attribution(call, ev: dict) -> None:
     owner = call.owner
     if owner is not None:
-        ev.update(addon=owner.addon, addon_author=owner.author, call_site=owner.call_site, via=owner.via)
+        via = owner.via
+        if call.layers:
+            via = via + tuple(name for name in call.layers if name not in via)
+        ev.update(addon=owner.addon, addon_author=owner.author, call_site=owner.call_site, via=via)
 
 
 def redaction(call, ev: dict) -> None:

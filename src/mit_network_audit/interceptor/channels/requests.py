@@ -1,0 +1,61 @@
+"""requests — one row per HTTP exchange, owned at ``HTTPAdapter.send``.
+
+The adapter is called once per hop (``Session.send`` and each redirect of ``resolve_redirects``),
+so a redirect chain gives one row per hop; urllib3's retries happen inside one adapter call and
+stay in its row.  The body is counted by http.client's counting proxy as the caller reads it.
+"""
+
+from __future__ import annotations
+
+from .. import capture
+from ._body import CountingIterable
+
+NAME = "requests"
+TARGET = "requests.adapters"
+
+
+def install(patches) -> None:
+    import importlib
+
+    adapters = importlib.import_module(TARGET)  # not requests.adapters: may run mid-import of requests
+
+    def make_send(original):
+        def send(self, request, *args, **kwargs):
+            call = capture.begin(NAME, method=request.method, url=request.url)
+            if call is None:
+                return original(self, request, *args, **kwargs)
+            try:
+                call.req_headers = list(request.headers.items())
+                body = request.body
+                if isinstance(body, bytes | str):
+                    call.add_request_body(body.encode("utf-8") if isinstance(body, str) else body)
+                elif body is not None and not hasattr(body, "read") and hasattr(body, "__iter__"):
+                    request.body = CountingIterable(body, call)
+                elif body is not None:
+                    call.req_bytes += _length(body)
+            except Exception:
+                capture.counters["errors.capture"] += 1
+            try:
+                response = original(self, request, *args, **kwargs)
+            except BaseException as exc:
+                capture.end(call, exc)
+                raise
+            try:
+                call.status = response.status_code
+                call.resp_headers = list(response.headers.items())
+            except Exception:
+                capture.counters["errors.capture"] += 1
+            capture.end(call)
+            return response
+        return send
+
+    patches.wrap(adapters.HTTPAdapter, "send", make_send)
+
+
+def _length(body) -> int:
+    try:
+        from requests.utils import super_len
+
+        return int(super_len(body) or 0)
+    except Exception:
+        return 0

@@ -1,0 +1,53 @@
+"""urllib.request — owned at ``OpenerDirector.open`` (one row per ``urlopen``, redirects included,
+since urllib follows them inside one open).  Non-HTTP schemes (file:, data:) make no row."""
+
+from __future__ import annotations
+
+from .. import capture
+
+NAME = "urllib"
+TARGET = None
+_NETWORK_SCHEMES = ("http:", "https:", "ftp:")
+
+
+def install(patches) -> None:
+    import urllib.request
+
+    def make_open(original):
+        def open(self, fullurl, data=None, *args, **kwargs):
+            url = fullurl if isinstance(fullurl, str) else getattr(fullurl, "full_url", "")
+            if not url.lower().startswith(_NETWORK_SCHEMES):
+                return original(self, fullurl, data, *args, **kwargs)
+            method = None
+            if not isinstance(fullurl, str):
+                method = fullurl.get_method()
+            call = capture.begin(NAME, method=method or ("POST" if data is not None else "GET"), url=url)
+            if call is None:
+                return original(self, fullurl, data, *args, **kwargs)
+            try:
+                body = data if data is not None else getattr(fullurl, "data", None)
+                if isinstance(body, bytes | bytearray):
+                    call.add_request_body(body)
+                if not isinstance(fullurl, str):
+                    call.req_headers = list(fullurl.header_items())
+            except Exception:
+                capture.counters["errors.capture"] += 1
+            try:
+                response = original(self, fullurl, data, *args, **kwargs)
+            except BaseException as exc:
+                try:
+                    call.status = getattr(exc, "code", None)
+                except Exception:
+                    pass
+                capture.end(call, exc)
+                raise
+            try:
+                call.status = getattr(response, "status", None)
+                call.resp_headers = list(response.getheaders()) if hasattr(response, "getheaders") else ()
+            except Exception:
+                capture.counters["errors.capture"] += 1
+            capture.end(call)
+            return response
+        return open
+
+    patches.wrap(urllib.request.OpenerDirector, "open", make_open)

@@ -1,0 +1,66 @@
+"""urllib3 used directly — owned at ``PoolManager.urlopen`` / ``HTTPConnectionPool.urlopen``.
+
+Under requests it only records that it carried the call.  Redirects that urllib3 follows itself
+stay in one row (one ``urlopen`` call by the caller); retries likewise.
+"""
+
+from __future__ import annotations
+
+from .. import capture
+from ._body import CountingIterable
+
+NAME = "urllib3"
+TARGET = "urllib3"
+
+
+def install(patches) -> None:
+    import urllib3
+    import urllib3.connectionpool
+    import urllib3.poolmanager
+
+    def wrap_urlopen(full_url):
+        def make(original):
+            def urlopen(self, method, url, *args, **kwargs):
+                outer = capture.current()
+                if outer is not None:
+                    outer.add_layer(NAME)
+                    return original(self, method, url, *args, **kwargs)
+                call = capture.begin(NAME, method=method, url=full_url(self, url))
+                if call is None:
+                    return original(self, method, url, *args, **kwargs)
+                try:
+                    headers = kwargs.get("headers") or (args[1] if len(args) > 1 else None) or {}
+                    call.req_headers = list(dict(headers).items())
+                    body = kwargs.get("body", args[0] if args else None)
+                    if isinstance(body, bytes | str):
+                        call.add_request_body(body.encode() if isinstance(body, str) else body)
+                    elif body is not None and hasattr(body, "__iter__") and not hasattr(body, "read"):
+                        if "body" in kwargs:
+                            kwargs["body"] = CountingIterable(body, call)
+                        else:
+                            args = (CountingIterable(body, call), *args[1:])
+                except Exception:
+                    capture.counters["errors.capture"] += 1
+                try:
+                    response = original(self, method, url, *args, **kwargs)
+                except BaseException as exc:
+                    capture.end(call, exc)
+                    raise
+                try:
+                    call.status = response.status
+                    call.resp_headers = list(response.headers.items())
+                except Exception:
+                    capture.counters["errors.capture"] += 1
+                capture.end(call)
+                return response
+            return urlopen
+        return make
+
+    def pool_url(pool, url):
+        if "://" in url:
+            return url
+        host = pool.host if ":" not in pool.host else f"[{pool.host}]"
+        return f"{pool.scheme}://{host}:{pool.port}{url}"
+
+    patches.wrap(urllib3.poolmanager.PoolManager, "urlopen", wrap_urlopen(lambda pm, url: url))
+    patches.wrap(urllib3.connectionpool.HTTPConnectionPool, "urlopen", wrap_urlopen(pool_url))
