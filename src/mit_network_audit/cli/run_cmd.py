@@ -1,0 +1,62 @@
+"""run: audit an unmodified Python program (and its Python children)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import click
+
+from ..journal import default_dsn, open_store
+from .common import db_option
+
+SITE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "runner", "site")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(run)
+
+
+def audited_env(dsn: str, disable: str | None = None, base: dict | None = None) -> dict:
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (SITE_DIR, env.get("PYTHONPATH", "")) if p)
+    env["MNA_DB"] = dsn
+    if disable:
+        env["MNA_DISABLE"] = disable
+    return env
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@db_option
+@click.option("--disable", metavar="CH,...", help="channels not to record, e.g. socket,smtp")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(dsn, disable, command):
+    """Run COMMAND with every network call it makes audited into the journal.
+
+    The program is not modified: a sitecustomize put first on PYTHONPATH starts the auditor
+    (and then runs your own sitecustomize, if you have one). Python children inherit it.
+
+    \b
+    Examples:
+      mit-network-audit run -- python app.py
+      mit-network-audit run --db postgresql://audit@db/odoo -- odoo-bin -c odoo.conf
+      mit-network-audit run -- python -m pip download somepkg
+    """
+    dsn = dsn or default_dsn()
+    try:
+        open_store(dsn).close()  # create the journal now, and fail early with a clear message
+    except Exception as exc:
+        click.echo(f"error: cannot open the journal {dsn!r}: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(2)
+    argv = list(command)
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable  # the interpreter that has the auditor installed
+    try:
+        completed = subprocess.run(argv, env=audited_env(dsn, disable))
+    except FileNotFoundError:
+        click.echo(f"error: command not found: {argv[0]}", err=True)
+        sys.exit(127)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(completed.returncode)

@@ -1,0 +1,139 @@
+"""WSGI middleware: one ``inbound`` row per request — method, redacted path, status, sizes, timing,
+client address.  Bodies are counted as they stream (never buffered); the response iterable's
+``close()`` is preserved (PEP 3333) and the row is emitted when the server closes it."""
+
+from __future__ import annotations
+
+from .. import capture
+from ..attribution import Owner
+
+NAME = "wsgi"
+
+
+def _owner_of(app, app_name: str | None) -> Owner:
+    name = app_name or (getattr(app, "__module__", None) or "app").split(".", 1)[0]
+    return Owner(name, None, f"{name}:0 in {getattr(app, '__name__', type(app).__name__)}", ())
+
+
+class _CountingInput:
+    __slots__ = ("_raw", "_call")
+
+    def __init__(self, raw, call) -> None:
+        self._raw = raw
+        self._call = call
+
+    def read(self, *args):
+        data = self._raw.read(*args)
+        self._call.req_bytes += len(data)
+        return data
+
+    def readline(self, *args):
+        data = self._raw.readline(*args)
+        self._call.req_bytes += len(data)
+        return data
+
+    def readlines(self, *args):
+        lines = self._raw.readlines(*args)
+        self._call.req_bytes += sum(len(x) for x in lines)
+        return lines
+
+    def __iter__(self):
+        for line in self._raw:
+            self._call.req_bytes += len(line)
+            yield line
+
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
+
+
+class _ClosingIterable:
+    """Counts the response body and emits the row when the server closes the iterable."""
+
+    __slots__ = ("_it", "_call")
+
+    def __init__(self, iterable, call) -> None:
+        self._it = iterable
+        self._call = call
+
+    def __iter__(self):
+        call = self._call
+        try:
+            for chunk in self._it:
+                call.resp_bytes += len(chunk)
+                yield chunk
+        except BaseException as exc:
+            capture.fail(call, exc)
+            raise
+
+    def close(self):
+        try:
+            close = getattr(self._it, "close", None)
+            if close is not None:
+                close()
+        finally:
+            capture.release(self._call)
+
+
+class AuditWSGIMiddleware:
+    def __init__(self, app, app_name: str | None = None) -> None:
+        self.app = app
+        self.owner = _owner_of(app, app_name)
+
+    def __call__(self, environ, start_response):
+        call = _begin(environ, self.owner)
+        if call is None:
+            return self.app(environ, start_response)
+        try:
+            if "wsgi.input" in environ:
+                environ["wsgi.input"] = _CountingInput(environ["wsgi.input"], call)
+        except Exception:
+            capture.counters["errors.capture"] += 1
+
+        def audited_start_response(status, headers, exc_info=None):
+            try:
+                call.status = int(status.split(" ", 1)[0])
+                call.resp_headers = headers
+            except Exception:
+                capture.counters["errors.capture"] += 1
+            return start_response(status, headers, exc_info) if exc_info is not None \
+                else start_response(status, headers)
+
+        try:
+            result = self.app(environ, audited_start_response)
+        except BaseException as exc:
+            capture.end(call, exc)
+            raise
+        call.hold()
+        capture.end(call)
+        return _ClosingIterable(result, call)
+
+
+def _begin(environ, owner):
+    if not capture.runtime.active or capture.is_suppressed() or NAME in capture.runtime.disabled:
+        return None
+    try:
+        call = capture.begin(NAME, "inbound", activate=False)
+        if call is None:
+            return None
+        scheme = environ.get("wsgi.url_scheme", "http")
+        call.protocol = scheme
+        call.method = environ.get("REQUEST_METHOD")
+        call.host = environ.get("HTTP_HOST", environ.get("SERVER_NAME", "")).rsplit(":", 1)[0] or None
+        try:
+            call.port = int(environ.get("SERVER_PORT") or 0) or None
+        except ValueError:
+            pass
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        query = environ.get("QUERY_STRING")
+        call.url = f"{scheme}://{call.host or 'localhost'}{path}" + (f"?{query}" if query else "")
+        call.src_ip = environ.get("REMOTE_ADDR")
+        try:
+            call.src_port = int(environ.get("REMOTE_PORT") or 0) or None
+        except ValueError:
+            pass
+        call.req_headers = [(k[5:].replace("_", "-"), v) for k, v in environ.items() if k.startswith("HTTP_")]
+        call.owner = owner
+        return call
+    except Exception:
+        capture.counters["errors.capture"] += 1
+        return None

@@ -1,0 +1,73 @@
+"""Start auditing this process from environment variables set by ``mit-network-audit run``.
+
+    MNA_DB        journal DSN (required)
+    MNA_DISABLE   comma list of channels not to record (e.g. ``socket,smtp``)
+    MNA_HEARTBEAT seconds between heartbeat rows (default 60; 0 = off)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+from .. import interceptor
+from ..interceptor import capture
+from ..interceptor.event import internal_event
+from ..journal.sink import BatchingSink
+
+_started = {"pid": None}
+
+
+def classifier_or_none():
+    try:
+        from ..report.catalogue import default_classifier
+    except ImportError:
+        return None
+    try:
+        return default_classifier()
+    except Exception:
+        capture.counters["errors.classifier_load"] += 1
+        return None
+
+
+def start(dsn: str, disabled_channels=(), heartbeat_seconds: float = 60.0) -> BatchingSink:
+    """Install the interceptor with a journal sink; emit a start row and heartbeats."""
+    sink = BatchingSink(dsn)
+    interceptor.install(sink=sink, classifier=classifier_or_none(), disabled_channels=disabled_channels)
+    _started["pid"] = os.getpid()
+    capture.emit(internal_event("start", detail=_health_detail()))
+    if heartbeat_seconds > 0:
+        _start_heartbeat(heartbeat_seconds)
+    return sink
+
+
+def _health_detail() -> str:
+    return json.dumps({"channels": sorted(interceptor.installed_channels()),
+                       "disabled": sorted(capture.runtime.disabled)}, sort_keys=True)
+
+
+def _start_heartbeat(interval: float) -> None:
+    def beat():
+        capture.suppress_current_thread()
+        while True:
+            time.sleep(interval)
+            if not capture.runtime.active:
+                return
+            capture.emit(internal_event("heartbeat", detail=_health_detail()))
+
+    threading.Thread(target=beat, name="mna-heartbeat", daemon=True).start()
+
+    def restart_in_child():
+        threading.Thread(target=beat, name="mna-heartbeat", daemon=True).start()
+
+    os.register_at_fork(after_in_child=restart_in_child)
+
+
+def start_from_env() -> None:
+    dsn = os.environ.get("MNA_DB")
+    if not dsn or _started["pid"] == os.getpid():
+        return
+    disabled = [c for c in os.environ.get("MNA_DISABLE", "").split(",") if c.strip()]
+    start(dsn, disabled, float(os.environ.get("MNA_HEARTBEAT", "60") or 0))
