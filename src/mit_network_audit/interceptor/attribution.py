@@ -38,7 +38,7 @@ STDLIB_VIA = frozenset(
 )
 _STDLIB_TOP = frozenset(sys.stdlib_module_names) | {"__future__", "_pytest", "pytest", "pluggy", "runpy"}
 
-_SKIP, _VIA, _OWNER = 0, 1, 2
+_SKIP, _VIA, _OWNER, _SELF_KIND = 0, 1, 2, 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +80,7 @@ class DistributionAttributor:
         via: list[str] = []
         cache = self._code_cache
         depth = 0
+        saw_self = False
         while frame is not None and depth < self._max_depth:
             code = frame.f_code
             info = cache.get(code)
@@ -91,8 +92,13 @@ class DistributionAttributor:
                 return Owner(info[1], info[2], f"{info[3]}:{frame.f_lineno} in {code.co_name}", tuple(via))
             if kind == _VIA and info[1] not in via:
                 via.append(info[1])
+            elif kind == _SELF_KIND:
+                saw_self = True
             frame = frame.f_back
             depth += 1
+        if saw_self:  # only the auditor's own frames: its own call — the report raises an alarm
+            via.reverse()
+            return Owner(_SELF, None, "mit_network_audit", tuple(via))
         return None
 
     # -- per code object, cached ----------------------------------------------------------------
@@ -101,7 +107,7 @@ class DistributionAttributor:
         filename = frame.f_code.co_filename
         top = module.split(".", 1)[0]
         if top == _SELF:
-            return (_SKIP,)
+            return (_SELF_KIND,)
         if "._vendor." in module or module.endswith("._vendor"):
             # pip._vendor.requests: a vendored transport; its owner is found further out (pip).
             vendored = module.split("._vendor.", 1)[-1].split(".", 1)[0]

@@ -28,6 +28,7 @@ INTERNAL_KINDS = (
     "anchor",  # retention vacuum cut point
     "checkpoint",  # a signed checkpoint was made
     "start",  # the auditor started in a process
+    "stop",  # the process ended normally (a process without one that stops heart-beating went silent)
 )
 
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
@@ -40,7 +41,13 @@ def start(dsn: str, disabled_channels=(), heartbeat_seconds: float = 60.0) -> Ba
     capture.emit(internal_event("start", detail=_health_detail()))
     if heartbeat_seconds > 0:
         _start_heartbeat(heartbeat_seconds)
+    atexit.register(_stop_row)  # runs before the sink's own at-exit flush (registered earlier)
     return sink
+
+
+def _stop_row() -> None:
+    if capture.runtime.active and _started["pid"] == os.getpid():
+        capture.emit(internal_event("stop", detail=_health_detail()))
 
 
 def _health_detail() -> str:

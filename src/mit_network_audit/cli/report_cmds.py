@@ -1,0 +1,132 @@
+"""report, rollup, demo: from the journal to a verdict a person can act on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import click
+from rich.console import Console
+
+from ..journal import default_dsn, open_store
+from ..journal.verify import verify as verify_journal
+from ..report import rollup as rollup_mod
+from ..report.catalogue import load_catalogue
+from ..report.render import render
+from ..report.trust import build_report
+from .common import db_option, open_or_exit, parse_time_us
+
+EXIT = {"all_clear": 0, "review": 1, "alarm": 2}
+
+
+def register(group: click.Group) -> None:
+    group.add_command(report)
+    group.add_command(rollup)
+    group.add_command(demo)
+
+
+@click.command()
+@db_option
+@click.option("--since", default="24h", show_default=True, help="24h, 7d, 30d or an ISO date")
+@click.option("--until", default=None, help="ISO date or duration ago (default: now)")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--verify/--no-verify", "run_verify", default=False,
+              help="also re-check the whole hash chain (slower on big journals)")
+@click.option("--catalogue", "catalogues", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="an extra catalogue TOML (matched before the shipped one); repeatable")
+def report(dsn, since, until, fmt, run_verify, catalogues):
+    """The Trust Report: a verdict with its evidence.
+
+    Exit status 0 all clear, 1 review, 2 alarm — usable as a CI gate.
+    """
+    store = open_or_exit(dsn)
+    result = verify_journal(store) if run_verify else None
+    rep = build_report(store, parse_time_us(since), parse_time_us(until),
+                       catalogue=load_catalogue(catalogues), verify_result=result)
+    if fmt == "json":
+        click.echo(json.dumps(rep.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        render(rep, Console(width=None if sys.stdout.isatty() else 120))
+    sys.exit(EXIT[rep.verdict])
+
+
+@click.command()
+@db_option
+@click.option("--rebuild", is_flag=True, help="drop the rollup and fold the whole journal again")
+@click.option("--check", is_flag=True, help="compare rollup totals with the journal")
+def rollup(dsn, rebuild, check):
+    """Fold new journal rows into the hourly rollup the reports read."""
+    store = open_or_exit(dsn)
+    started = time.perf_counter()
+    result = (rollup_mod.rebuild if rebuild else rollup_mod.catch_up)(store)
+    took = time.perf_counter() - started
+    click.echo(f"rolled up {result.rows:,} rows in {took:.2f}s; watermark at chain_seq {result.watermark}")
+    if check:
+        c = rollup_mod.consistency(store)
+        click.secho(c["message"], fg="green" if c["ok"] else "red")
+        sys.exit(0 if c["ok"] else 1)
+
+
+@click.command()
+@db_option
+@click.option("--open/--no-open", "open_dashboard", default=False,
+              help="then serve the dashboard on 127.0.0.1 and open it")
+@click.option("--port", default=8765, show_default=True, help="dashboard port with --open")
+def demo(dsn, open_dashboard, port):
+    """Audit a small example application against loopback stand-ins and print its Trust Report.
+
+    Starts a vendor licence server, an LLM provider and a mail server on loopback, runs an
+    example shop with four third-party modules under `mit-network-audit run` — one of which
+    uploads the customer list to the vendor — and prints the verdict (an alarm naming it).
+    """
+    from ..report.demo import standins
+
+    if dsn is None:
+        data_dir = os.path.dirname(default_dsn().replace("sqlite:///", "")) if "MNA_DB" not in os.environ else None
+        dsn = "sqlite:///" + os.path.join(data_dir or tempfile.mkdtemp(prefix="mna-demo-"), "demo.db")
+        path = dsn[len("sqlite:///"):]
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+    open_store(dsn).close()
+    click.echo(f"journal: {dsn}")
+    servers = standins.StandIns().start()
+    catalogue_file = os.path.join(tempfile.mkdtemp(prefix="mna-demo-"), "demo-catalogue.toml")
+    with open(catalogue_file, "w") as fh:
+        fh.write(standins.DEMO_CATALOGUE)
+    app_dir = os.path.join(os.path.dirname(standins.__file__), "app_src")
+    from .run_cmd import audited_env
+
+    env = audited_env(dsn)
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], app_dir])
+    env["MNA_CATALOGUE"] = catalogue_file
+    click.echo("running the example shop under audit (vendor 127.0.0.2, LLM provider 127.0.0.3, mail 127.0.0.4)…")
+    try:
+        completed = subprocess.run([sys.executable, os.path.join(app_dir, "demo_shop.py"), servers.vendor,
+                                    servers.llm, standins.MAIL_IP, str(servers.smtp_port)], env=env, timeout=120)
+    finally:
+        servers.stop()
+    if completed.returncode != 0:
+        click.echo(f"error: the example application failed (exit {completed.returncode})", err=True)
+        sys.exit(2)
+    store = open_store(dsn)
+    rep = build_report(store, 0, catalogue=load_catalogue([catalogue_file]), verify_result=verify_journal(store))
+    click.echo()
+    render(rep, Console(width=None if sys.stdout.isatty() else 120))
+    click.echo(f"\njournal: {dsn}\nnext: mit-network-audit log --db {dsn}   ·   "
+               f"mit-network-audit serve --db {dsn}")
+    if open_dashboard:
+        _open_dashboard(dsn, port)
+
+
+def _open_dashboard(dsn: str, port: int) -> None:
+    try:
+        from ..web.demo import serve_demo
+    except ImportError:
+        click.echo("the dashboard needs the web extra: pip install 'mit-network-audit[web]'", err=True)
+        sys.exit(2)
+    serve_demo(dsn, port)

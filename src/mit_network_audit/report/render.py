@@ -1,0 +1,52 @@
+"""The Trust Report as text for a terminal (rich)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from .trust import Report
+
+_STYLE = {"alarm": "bold white on red", "review": "bold black on yellow", "all_clear": "bold white on green"}
+_TITLE = {"alarm": "ALARM", "review": "REVIEW", "all_clear": "ALL CLEAR"}
+_ICON = {"alarm": "✖", "review": "!", "info": "✔"}
+
+
+def _fmt_us(us: int) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def render(report: Report, console: Console) -> None:
+    head = Text(f" {_TITLE[report.verdict]} ", style=_STYLE[report.verdict])
+    start = "the beginning" if report.since_us <= 0 else _fmt_us(report.since_us)
+    head.append(f"  Trust Report, {start} → {_fmt_us(min(report.until_us, 2**52))}")
+    console.print(head)
+    console.print()
+    for line in report.lines:
+        colour = {"alarm": "red", "review": "yellow", "info": "green"}[line.level]
+        console.print(f"[{colour}]{_ICON[line.level]} {line.message}[/]", highlight=False)
+        if line.chain_seqs:
+            seqs = ", ".join(str(s) for s in line.chain_seqs[:12]) + (" …" if len(line.chain_seqs) > 12 else "")
+            console.print(f"    evidence: {line.count:,} row(s); chain_seq {seqs}"
+                          f"  (mit-network-audit show SEQ)", style="dim", highlight=False)
+    console.print()
+    for title, key in ((f"Bound for {report.vendor_name}", "vendor_bound"), ("Everything else", "other")):
+        table = Table(title=title, title_justify="left", box=None, header_style="bold")
+        for col in ("Module", "Destination", "Class", "Component", "Calls", "Sent bytes"):
+            table.add_column(col, justify="right" if col in ("Calls", "Sent bytes") else "left")
+        for addon, info in sorted(report.summary[key].items()):
+            for host, dest in sorted(info["destinations"].items()):
+                table.add_row(addon, host, dest["dest_class"], dest["component"] or "—", f"{dest['calls']:,}",
+                              f"{dest['req_bytes']:,}")
+        console.print(table if table.row_count else Group(Text(title, style="italic"), Text("  nothing")))
+        console.print()
+    inbound = report.summary["inbound"]
+    if inbound["requests"]:
+        console.print(f"Inbound: {inbound['requests']:,} request(s) served.", highlight=False)
+    console.print(Panel.fit("exit status: 0 all clear · 1 review · 2 alarm", style="dim"))
