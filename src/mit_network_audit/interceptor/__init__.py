@@ -38,17 +38,15 @@ _fork_hook_registered = False
 
 def install(sink: Sink | None = None, attributor: Attributor | None = None, redaction: RedactionPolicy | None = None,
             classifier: Classifier | None = None, disabled_channels=(), salt: bytes | None = None) -> None:
-    """Start auditing this process.  Idempotent: a second call only swaps the collaborators."""
+    """Start auditing this process.  Idempotent: a second call only reconfigures the collaborators."""
     global _fork_hook_registered
     with _lock:
         rt = capture.runtime
-        rt.sink = sink if sink is not None else (rt.sink or NullSink())
-        rt.attributor = attributor or rt.attributor or DistributionAttributor()
-        if redaction is not None:
-            rt.redaction = redaction
-        elif rt.redaction is None:
-            rt.redaction = DefaultRedaction(salt if salt is not None else load_or_create_salt())
-        rt.classifier = classifier or rt.classifier or LocalClassifier()
+        # Every call configures all collaborators: what is not given gets the default again.
+        rt.sink = sink if sink is not None else NullSink()
+        rt.attributor = attributor or _default_attributor()
+        rt.redaction = redaction or DefaultRedaction(salt if salt is not None else load_or_create_salt())
+        rt.classifier = classifier or LocalClassifier()
         rt.pipeline = DEFAULT_PIPELINE
         capture.set_disabled(disabled_channels)
         if not rt.active:
@@ -59,6 +57,16 @@ def install(sink: Sink | None = None, attributor: Attributor | None = None, reda
         if not _fork_hook_registered:
             os.register_at_fork(after_in_child=capture.reset_after_fork)
             _fork_hook_registered = True
+
+
+_defaults: dict = {}
+
+
+def _default_attributor() -> DistributionAttributor:
+    """One shared instance: its per-code-object cache is worth keeping across installs."""
+    if "attributor" not in _defaults:
+        _defaults["attributor"] = DistributionAttributor()
+    return _defaults["attributor"]
 
 
 def uninstall() -> None:

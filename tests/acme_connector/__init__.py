@@ -1,0 +1,1 @@
+"""A throwaway "third-party addon" for attribution tests."""
