@@ -1,0 +1,120 @@
+"""Socket backstop and audit hook: raw sockets, bypasses, unix sockets, refusals, fork."""
+
+import _socket
+import os
+import socket
+import threading
+
+import pytest
+
+import mit_network_audit as mna
+from acme_connector import client
+
+
+@pytest.fixture
+def tcp_server():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            data = conn.recv(1024)
+            conn.sendall(b"pong:" + data)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield srv.getsockname()[1]
+    srv.close()
+
+
+def test_raw_socket_row_with_bytes_and_attribution(sink, tcp_server):
+    data = client.with_socket("127.0.0.1", tcp_server)
+    rows = [e for e in sink.events if e.channel == "socket"]
+    assert len(rows) == 1
+    ev = rows[0]
+    assert ev.addon == "acme_connector" and ev.protocol == "tcp"
+    assert ev.req_bytes == len(b"GET /echo HTTP/1.0\r\n\r\n") and ev.resp_bytes == len(data)
+    assert ev.dest_ip == "127.0.0.1" and ev.dest_port == tcp_server and ev.src_port
+
+
+def test_underscore_socket_caught_by_audit_hook(sink, tcp_server):
+    raw = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    raw.connect(("127.0.0.1", tcp_server))
+    raw.close()
+    rows = [e for e in sink.events if e.direction == "outbound"]
+    assert [(e.channel, e.dest_port) for e in rows] == [("audit", tcp_server)]
+    assert rows[0].addon == "test_backstop_socket"
+
+
+def test_restored_original_connect_gives_tamper_and_connection_rows(sink, tcp_server):
+    wrapper = socket.socket.connect
+    socket.socket.connect = wrapper.__mna_original__
+    try:
+        s = socket.socket()
+        s.connect(("127.0.0.1", tcp_server))
+        s.close()
+    finally:
+        socket.socket.connect = wrapper
+    tamper = [e for e in sink.events if e.direction == "internal" and e.method == "tamper"]
+    conns = [e for e in sink.events if e.direction == "outbound"]
+    assert len(tamper) == 1 and "socket.socket.connect" in tamper[0].detail
+    assert [(e.channel, e.dest_port) for e in conns] == [("audit", tcp_server)]
+
+
+def test_no_double_rows_for_http_over_socket(sink, http_server):
+    client.with_http_client(http_server + "/echo")
+    assert [e.channel for e in sink.events] == ["http.client"]
+
+
+def test_unix_socket_counter_only(sink, tmp_path):
+    path = str(tmp_path / "s.sock")
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(1)
+    before = mna.stats().get("socket.unix", 0)
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(path)
+    c.close()
+    srv.close()
+    assert sink.events == []
+    assert mna.stats()["socket.unix"] == before + 1
+
+
+def test_refused_connect_and_connect_ex(sink):
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", 9), timeout=2)
+    s = socket.socket()
+    assert s.connect_ex(("127.0.0.1", 9)) != 0
+    s.close()
+    rows = [e for e in sink.events if e.channel == "socket"]
+    assert [e.outcome for e in rows] == ["error", "error"]
+    assert rows[0].error == "ConnectionRefusedError" and rows[1].error.startswith("OSError.ECONNREFUSED")
+
+
+def test_fork_child_audits_its_own_calls(tmp_path, tcp_server):
+    from mit_network_audit.journal import open_store
+    from mit_network_audit.journal.sink import BatchingSink
+
+    dsn = f"sqlite:///{tmp_path}/fork.db"
+    sink = BatchingSink(dsn)
+    mna.install(sink=sink)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                client.with_socket("127.0.0.1", tcp_server)
+                sink.flush()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        client.with_socket("127.0.0.1", tcp_server)
+        sink.flush()
+    finally:
+        mna.uninstall()
+    rows = open_store(dsn).rows(limit=10)
+    assert sorted(r.event.pid for r in rows) == sorted([pid, os.getpid()])

@@ -1,0 +1,186 @@
+"""Journal stores for real: hashing format, append/read, triggers, tamper detection, concurrency."""
+
+import json
+import multiprocessing
+import sqlite3
+import threading
+
+import psycopg
+import pytest
+import rfc8785
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mit_network_audit.interceptor.event import NetEvent, internal_event
+from mit_network_audit.journal import open_store
+from mit_network_audit.journal.canonical import canonical_bytes
+from mit_network_audit.journal.store import RowFilter
+from mit_network_audit.journal.verify import verify
+
+text = st.text(max_size=30)
+maybe_text = st.none() | text
+small_int = st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+events = st.builds(
+    NetEvent, event_id=st.text("0123456789abcdef", min_size=32, max_size=32), logged_at_us=small_int,
+    started_at_us=small_int, duration_us=small_int, direction=st.sampled_from(["inbound", "outbound", "internal"]),
+    channel=text, protocol=maybe_text, method=maybe_text, host=maybe_text, port=st.none() | small_int,
+    path=maybe_text, query_keys=st.lists(text, max_size=3).map(tuple), status=st.none() | small_int,
+    req_bytes=small_int, resp_bytes=small_int, req_headers=st.lists(text, max_size=3).map(tuple),
+    via=st.lists(text, max_size=3).map(tuple), vendor_bound=st.booleans(), addon=maybe_text, detail=maybe_text)
+
+
+@settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(event=events, seq=st.integers(min_value=1, max_value=2**53 - 1))
+def test_canonical_bytes_equal_rfc8785(event, seq):
+    doc = event.as_dict()
+    assert canonical_bytes(doc, seq) == rfc8785.dumps({**doc, "chain_seq": seq})
+
+
+def make_events(n, **kw):
+    return [internal_event("heartbeat", detail=json.dumps({"i": i}), **kw) for i in range(n)]
+
+
+def test_append_read_filters_and_pagination(any_dsn):
+    store = open_store(any_dsn)
+    store.append(make_events(30))
+    store.append([NetEvent(**{**internal_event("x").as_dict(), "direction": "outbound", "channel": "requests",
+                              "host": "api.openai.com", "addon": "llm_assistant", "vendor_bound": False,
+                              "query_keys": ("a",), "via": ("requests", "urllib3")})])
+    assert store.count() == 31 and store.head().chain_seq == 31
+    row = store.get(31)
+    assert row.event.via == ("requests", "urllib3") and row.event.query_keys == ("a",)
+    assert store.get_by_event_id(row.event.event_id).chain_seq == 31
+    assert [r.chain_seq for r in store.rows(RowFilter(direction="outbound"))] == [31]
+    assert [r.chain_seq for r in store.rows(RowFilter(text="openai"))] == [31]
+    assert store.count(RowFilter(vendor_bound=False, channel="requests")) == 1
+    page1 = store.rows(limit=10)
+    page2 = store.rows(before_seq=page1[-1].chain_seq, limit=10)
+    assert [r.chain_seq for r in page1 + page2] == list(range(31, 11, -1))
+    assert verify(store).ok
+    store.close()
+
+
+def test_sqlite_triggers_refuse_update_and_delete(sqlite_dsn):
+    store = open_store(sqlite_dsn)
+    store.append(make_events(3))
+    conn = sqlite3.connect(store.path)
+    for sql in ("UPDATE egress_log SET host = 'x' WHERE chain_seq = 2", "DELETE FROM egress_log WHERE chain_seq = 3",
+                "DELETE FROM egress_log", "UPDATE mna_vacuum_guard SET cut_seq = -1"):
+        with pytest.raises(sqlite3.DatabaseError):
+            conn.execute(sql)
+    assert store.count() == 3
+
+
+def test_postgres_triggers_refuse_even_the_owner(pg_dsn):
+    store = open_store(pg_dsn)
+    store.append(make_events(3))
+    conn = psycopg.connect(pg_dsn, autocommit=True)  # postgres: superuser and table owner
+    for sql in ("UPDATE egress_log SET host = 'x'", "DELETE FROM egress_log WHERE chain_seq = 1",
+                "TRUNCATE egress_log"):
+        with pytest.raises(psycopg.errors.RaiseException):
+            conn.execute(sql)
+    conn.execute("SET session_replication_role = replica")  # ENABLE ALWAYS: still refused
+    with pytest.raises(psycopg.errors.RaiseException):
+        conn.execute("DELETE FROM egress_log")
+    assert store.count() == 3
+
+
+TAMPERS = ["field", "delete_middle", "insert", "swap", "leaf_rehash"]
+
+
+def _tamper(kind, dsn, seq, n):
+    pg = dsn.startswith("postgresql")
+    conn = psycopg.connect(dsn, autocommit=True) if pg else sqlite3.connect(dsn[len("sqlite:///"):], isolation_level=None)
+    if pg:
+        conn.execute("ALTER TABLE egress_log DISABLE TRIGGER ALL")
+    else:
+        conn.execute("DROP TRIGGER egress_log_no_update")
+        conn.execute("DROP TRIGGER egress_log_no_delete")
+    p = "%s" if pg else "?"
+    if kind == "field":
+        conn.execute(f"UPDATE egress_log SET req_bytes = req_bytes + 1 WHERE chain_seq = {p}", (seq,))
+    elif kind == "delete_middle":
+        conn.execute(f"DELETE FROM egress_log WHERE chain_seq = {p}", (seq,))
+    elif kind == "insert":
+        conn.execute(f"UPDATE egress_log SET chain_seq = chain_seq + 1000 WHERE chain_seq >= {p}", (seq,))
+        conn.execute(f"UPDATE egress_log SET chain_seq = chain_seq - 999 WHERE chain_seq >= {p}", (seq + 1000,))
+        cols = [c for c in _columns(conn, pg) if c != "chain_seq"]
+        conn.execute(f"INSERT INTO egress_log (chain_seq, {', '.join(cols)}) SELECT {p}, "
+                     + ", ".join(c if c not in ('event_id', 'prev_hash') else f"{c} || 'x'" for c in cols)
+                     + f" FROM egress_log WHERE chain_seq = {p}", (seq, seq + 1))
+    elif kind == "swap":
+        other = seq + 1 if seq < n else seq - 1
+        conn.execute(f"UPDATE egress_log SET chain_seq = -1 WHERE chain_seq = {p}", (seq,))
+        conn.execute(f"UPDATE egress_log SET chain_seq = {p} WHERE chain_seq = {p}", (seq, other))
+        conn.execute(f"UPDATE egress_log SET chain_seq = {p} WHERE chain_seq = -1", (other,))
+    elif kind == "leaf_rehash":
+        # change a field AND recompute its leaf hash: the link to the next row still breaks
+        from mit_network_audit.journal.canonical import canonical_bytes, leaf_hash
+        store = open_store(dsn)
+        ev = store.get(seq).event
+        store.close()
+        doc = {**ev.as_dict(), "host": "evil.example"}
+        leaf = leaf_hash(canonical_bytes(doc, seq)).hex()
+        conn.execute(f"UPDATE egress_log SET host = 'evil.example', leaf_hash = {p} WHERE chain_seq = {p}", (leaf, seq))
+    conn.close()
+
+
+def _columns(conn, pg):
+    if pg:
+        return [r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE "
+                                           "table_name = 'egress_log' ORDER BY ordinal_position").fetchall()]
+    return [r[1] for r in conn.execute("PRAGMA table_info(egress_log)").fetchall()]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(kind=st.sampled_from(TAMPERS), seq=st.integers(min_value=2, max_value=19), backend=st.sampled_from(["sqlite", "pg"]))
+def test_verify_catches_tampering(tmp_path_factory, kind, seq, backend, request):
+    if backend == "pg":
+        dsn = request.getfixturevalue("pg_dsn")
+        conn = psycopg.connect(dsn, autocommit=True)
+        conn.execute("DROP TABLE IF EXISTS egress_log, mna_meta CASCADE")
+        conn.close()
+    else:
+        dsn = f"sqlite:///{tmp_path_factory.mktemp('t')}/j.db"
+    store = open_store(dsn)
+    store.append(make_events(20))
+    assert verify(store).ok
+    store.close()
+    _tamper(kind, dsn, seq, 20)
+    store = open_store(dsn)
+    result = verify(store)
+    store.close()
+    assert not result.ok, (kind, seq)
+    assert result.first_bad_seq is not None and result.first_bad_seq <= seq + 1
+
+
+def _writer(dsn, n_threads, per_thread):
+    store = open_store(dsn)
+    lock = threading.Lock()
+
+    def work():
+        for i in range(per_thread):
+            with lock:  # one connection per process, shared by its threads
+                store.append(make_events(1 + i % 3))
+
+    threads = [threading.Thread(target=work) for _ in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store.close()
+
+
+def test_four_processes_four_threads_gapless(any_dsn):
+    open_store(any_dsn).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(any_dsn, 4, 15)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    store = open_store(any_dsn)
+    expected = 4 * 4 * sum(1 + i % 3 for i in range(15))
+    assert store.count() == expected and store.max_seq() == expected and store.min_seq() == 1
+    assert verify(store).ok
