@@ -1,0 +1,74 @@
+"""`mit-network-audit run`: an unmodified program (ours, and pip — a real one nobody here wrote)."""
+
+import os
+import subprocess
+import sys
+import threading
+import zipfile
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+from mit_network_audit.journal import open_store
+from mit_network_audit.journal.verify import verify
+
+CLI = [sys.executable, "-m", "mit_network_audit.cli"]
+
+
+def test_run_script_rows_attributed_to_script(tmp_path, http_server):
+    script = tmp_path / "fetch.py"
+    script.write_text(f"import urllib.request\nurllib.request.urlopen('{http_server}/echo').read()\n")
+    user_site = tmp_path / "usersite"
+    user_site.mkdir()
+    (user_site / "sitecustomize.py").write_text("import os\nos.environ['USER_SITECUSTOMIZE_RAN'] = '1'\n")
+    check = tmp_path / "check.py"
+    check.write_text("import os, sys\nsys.exit(0 if os.environ.get('USER_SITECUSTOMIZE_RAN') else 3)\n")
+    dsn = f"sqlite:///{tmp_path}/run.db"
+    env = {**os.environ, "PYTHONPATH": str(user_site)}
+    assert subprocess.run([*CLI, "run", "--db", dsn, "--", "python", str(script)], env=env, timeout=60).returncode == 0
+    # the user's own sitecustomize still runs, and the child's exit code passes through
+    assert subprocess.run([*CLI, "run", "--db", dsn, "--", "python", str(check)], env=env, timeout=60).returncode == 0
+    store = open_store(dsn)
+    out = [r.event for r in store.rows(limit=100) if r.event.direction == "outbound"]
+    assert [(e.channel, e.addon, e.call_site) for e in out] == [("urllib", "__main__", "fetch.py:2 in <module>")]
+    kinds = sorted(r.event.method for r in store.rows(limit=100) if r.event.direction == "internal")
+    assert kinds == ["start", "start", "stop", "stop"]
+    assert verify(store).ok
+
+
+def _wheel(directory):
+    name = "mna_demo_pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(directory / name, "w") as zf:
+        zf.writestr("mna_demo_pkg/__init__.py", "")
+        zf.writestr("mna_demo_pkg-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: mna-demo-pkg\nVersion: 1.0\n")
+        zf.writestr("mna_demo_pkg-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr("mna_demo_pkg-1.0.dist-info/RECORD", "")
+    return name
+
+
+def test_run_pip_download_attributed_to_pip(tmp_path):
+    index = tmp_path / "index"
+    (index / "simple" / "mna-demo-pkg").mkdir(parents=True)
+    wheel = _wheel(index)
+    (index / "simple" / "mna-demo-pkg" / "index.html").write_text(f'<a href="../../{wheel}">{wheel}</a>\n')
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = partial(Quiet, directory=str(index))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    dsn = f"sqlite:///{tmp_path}/pip.db"
+    try:
+        done = subprocess.run([*CLI, "run", "--db", dsn, "--", sys.executable, "-m", "pip", "download", "--no-deps",
+                               "--no-cache-dir", "--index-url", f"http://127.0.0.1:{server.server_port}/simple/",
+                               "-d", str(tmp_path / "dl"), "mna-demo-pkg"], capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "dl" / wheel).exists()
+    out = [r.event for r in open_store(dsn).rows(limit=100) if r.event.direction == "outbound"]
+    assert len(out) >= 2  # the index page and the wheel
+    assert {e.addon for e in out} == {"pip"}
+    assert all(e.channel == "http.client" and "urllib3" in e.via for e in out), [(e.channel, e.via) for e in out]
+    # the wheel's file name mixes letters and digits like a token: masked, on the safe side
+    assert {e.path for e in out} >= {"/simple/mna-demo-pkg/", "/:token"}
