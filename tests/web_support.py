@@ -1,0 +1,59 @@
+"""A real dashboard on a free loopback port (uvicorn in a thread) over a journal with accounts."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+
+import requests
+import uvicorn
+
+from mit_network_audit.journal import open_store
+from mit_network_audit.web.app import create_app
+from mit_network_audit.web.auth import Accounts
+
+PASSWORD = "correct horse battery"
+ROLES = ("viewer", "auditor", "officer")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class LiveServer:
+    def __init__(self, dsn: str) -> None:
+        accounts = Accounts(open_store(dsn))
+        for role in ROLES:
+            if not accounts.get(role):
+                accounts.add(role, role, PASSWORD)
+        self.token = accounts.new_token("auditor")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(dsn), host="127.0.0.1", port=self.port, log_level="error")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.05)
+
+    def login(self, role: str) -> requests.Session:
+        session = requests.Session()
+        form = session.get(self.url + "/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+        r = session.post(self.url + "/login", data={"username": role, "password": PASSWORD, "csrf": csrf},
+                         allow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/report", r.text
+        return session
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
