@@ -212,3 +212,49 @@ def test_asyncio_tasks_keep_their_own_calls(sink, http_server):
     asyncio.run(main())
     rows = outbound(sink)
     assert len(rows) == 50 and sorted(int(e.query_keys == ("task",)) for e in rows) == [1] * 50
+
+
+def test_httpx_sync_async_and_redirect_hops(sink, http_server):
+    import httpx
+
+    assert httpx.get(http_server + "/redirect/2", follow_redirects=True).status_code == 200
+    assert httpx.post(http_server + "/echo", content=b"abc").content == b"response:abc"
+
+    async def go():
+        async with httpx.AsyncClient() as c:
+            return await asyncio.gather(*(c.get(f"{http_server}/echo?i={i}") for i in range(200)))
+
+    responses = asyncio.run(go())
+    assert all(r.status_code == 200 for r in responses)
+    rows = outbound(sink)
+    assert [e.status for e in rows[:3]] == [302, 302, 200] and rows[3].req_bytes == 3
+    assert len(rows) == 204 and {e.channel for e in rows} == {"httpx"}
+    assert all(e.resp_bytes == len(b"response:-") for e in rows[4:])
+    assert {e.addon for e in rows} == {"test_http_channels"}
+
+
+def test_aiohttp_rows_and_bytes(sink, http_server):
+    import aiohttp
+
+    async def go():
+        async with aiohttp.ClientSession() as s:
+            async with s.post(http_server + "/echo", data=b"12345") as r:
+                assert await r.read() == b"response:12345"
+            results = await asyncio.gather(*(s.get(f"{http_server}/echo?i={i}") for i in range(200)))
+            return [await r.text() for r in results]
+
+    texts = asyncio.run(go())
+    assert texts == ["response:-"] * 200
+    rows = outbound(sink)
+    assert len(rows) == 201 and {e.channel for e in rows} == {"aiohttp"}
+    assert rows[0].req_bytes == 5 and rows[0].resp_bytes == len(b"response:12345")
+    assert all(e.resp_bytes == len(b"response:-") for e in rows[1:])
+
+
+def test_httpx_refused(sink):
+    import httpx
+
+    with pytest.raises(httpx.ConnectError):
+        httpx.get("http://127.0.0.1:9/")
+    rows = outbound(sink)
+    assert len(rows) == 1 and rows[0].error == "httpx.ConnectError"

@@ -1,0 +1,91 @@
+"""aiohttp client — one row per ``ClientSession._request`` (redirects aiohttp follows stay in that
+row).  The row waits for the body: emitted on ``release``/``close`` of the response (an
+``async with`` block, or reading the body), or when the response is collected."""
+
+from __future__ import annotations
+
+import weakref
+
+from .. import capture
+
+NAME = "aiohttp"
+TARGET = "aiohttp"
+
+
+def _release_once(call, state, response) -> None:
+    if not state[0]:
+        state[0] = True
+        try:
+            if response is not None:
+                call.resp_bytes = response.content.total_bytes
+        except Exception:
+            pass
+        capture.release(call)
+
+
+def install(patches) -> None:
+    import importlib
+
+    client = importlib.import_module("aiohttp.client")
+    client_reqrep = importlib.import_module("aiohttp.client_reqrep")
+
+    def make_request(original):
+        async def _request(self, method, str_or_url, *args, **kwargs):
+            call = capture.begin(NAME, method=str(method).upper(), url=str(str_or_url))
+            if call is None:
+                return await original(self, method, str_or_url, *args, **kwargs)
+            try:
+                call.req_headers = list(dict(kwargs.get("headers") or {}).items())
+                data = kwargs.get("data")
+                if isinstance(data, bytes | str):
+                    call.add_request_body(data.encode() if isinstance(data, str) else data)
+                elif kwargs.get("json") is not None:
+                    import json
+
+                    call.req_bytes += len(json.dumps(kwargs["json"]).encode())
+            except Exception:
+                capture.counters["errors.capture"] += 1
+            try:
+                response = await original(self, method, str_or_url, *args, **kwargs)
+            except BaseException as exc:
+                capture.end(call, exc)
+                raise
+            try:
+                call.status = response.status
+                call.resp_headers = list(response.headers.items())
+                peer = response.connection.transport.get_extra_info("peername") if response.connection else None
+                if isinstance(peer, tuple):
+                    call.enrich(dest_ip=peer[0], dest_port=peer[1])
+                state = [False]
+                response._mna_call = (call, state)
+                call.hold()
+                weakref.finalize(response, _release_once, call, state, None)
+            except Exception:
+                capture.counters["errors.capture"] += 1
+            capture.end(call)
+            return response
+        return _request
+
+    def make_release(original):
+        def release(self, *args, **kwargs):
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                pair = getattr(self, "_mna_call", None)
+                if pair is not None:
+                    _release_once(pair[0], pair[1], self)
+        return release
+
+    def make_read(original):
+        async def read(self, *args, **kwargs):
+            body = await original(self, *args, **kwargs)
+            pair = getattr(self, "_mna_call", None)
+            if pair is not None:  # the whole body is in: the row can go
+                _release_once(pair[0], pair[1], self)
+            return body
+        return read
+
+    patches.wrap(client.ClientSession, "_request", make_request)
+    patches.wrap(client_reqrep.ClientResponse, "read", make_read)
+    patches.wrap(client_reqrep.ClientResponse, "release", make_release)
+    patches.wrap(client_reqrep.ClientResponse, "close", make_release)
