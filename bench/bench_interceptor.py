@@ -1,0 +1,172 @@
+"""Interceptor overhead, side by side, interleaved rounds, each configuration in its own process.
+
+    .venv/bin/python bench/bench_interceptor.py [--rounds 7] [--calls 2000]
+
+* requests.Session.get (keep-alive) to a loopback server (in another process): no instrumentation,
+  ours, OpenTelemetry requests+urllib3 with a no-op tracer provider, and with the SDK + in-memory exporter;
+* a raw socket connect + close to a loopback listener: none vs ours;
+* a WSGI request through the middleware (called directly, no server): none vs ours;
+* RSS after 100k audited calls vs uninstrumented.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import textwrap
+
+SERVER = textwrap.dedent("""
+    import sys
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        def do_GET(self):
+            self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
+        def log_message(self, *a): pass
+    s = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    print(s.server_address[1], flush=True)
+    s.serve_forever()
+""")
+
+WORKER = textwrap.dedent("""
+    import json, os, socket, statistics, sys, time
+    mode, what, port, calls = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+
+    class CountingSink:
+        n = 0
+        def emit(self, event):
+            CountingSink.n += 1
+
+    if mode == "ours":
+        import mit_network_audit
+        mit_network_audit.install(sink=CountingSink(), salt=b"bench" * 8)
+    elif mode.startswith("otel"):
+        from opentelemetry.instrumentation.requests import RequestsInstrumentor
+        from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
+        if mode == "otel_noop":
+            from opentelemetry.trace import NoOpTracerProvider
+            provider = NoOpTracerProvider()
+        else:
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+            from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+            provider = TracerProvider()
+            provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+        RequestsInstrumentor().instrument(tracer_provider=provider)
+        URLLib3Instrumentor().instrument(tracer_provider=provider)
+
+    def rss_kb():
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS"):
+                    return int(line.split()[1])
+
+    samples = []
+    if what == "requests":
+        import requests
+        s = requests.Session()
+        url = f"http://127.0.0.1:{port}/x"
+        for _ in range(200):
+            s.get(url)
+        for _ in range(calls):
+            t = time.perf_counter_ns(); s.get(url); samples.append(time.perf_counter_ns() - t)
+    elif what == "rss":
+        import requests
+        s = requests.Session()
+        url = f"http://127.0.0.1:{port}/x"
+        for _ in range(1000):
+            s.get(url)
+        base = rss_kb()
+        for _ in range(calls):
+            s.get(url)
+        print(json.dumps({"rss_kb": rss_kb(), "base_kb": base}))
+        sys.exit(0)
+    elif what == "socket":
+        for _ in range(200):
+            c = socket.socket(); c.connect(("127.0.0.1", port)); c.close()
+        for _ in range(calls):
+            c = socket.socket()
+            t = time.perf_counter_ns(); c.connect(("127.0.0.1", port)); samples.append(time.perf_counter_ns() - t)
+            c.close()
+    elif what == "wsgi":
+        import io
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"hello"]
+        if mode == "ours":
+            from mit_network_audit.interceptor.inbound import AuditWSGIMiddleware
+            app = AuditWSGIMiddleware(app, app_name="bench")
+        def environ():
+            return {"REQUEST_METHOD": "GET", "PATH_INFO": "/orders/42", "QUERY_STRING": "page=1",
+                    "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "REMOTE_ADDR": "127.0.0.1",
+                    "REMOTE_PORT": "5555", "HTTP_HOST": "shop", "HTTP_ACCEPT": "*/*", "wsgi.url_scheme": "http",
+                    "wsgi.input": io.BytesIO(b"")}
+        sr = lambda status, headers, exc_info=None: None
+        for _ in range(calls):
+            env = environ()
+            t = time.perf_counter_ns()
+            it = app(env, sr)
+            b"".join(it)
+            getattr(it, "close", lambda: None)()
+            samples.append(time.perf_counter_ns() - t)
+    print(json.dumps({"median_us": statistics.median(samples) / 1000}))
+""")
+
+LISTENER = textwrap.dedent("""
+    import socket, threading
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0)); s.listen(4096)
+    print(s.getsockname()[1], flush=True)
+    while True:
+        c, _ = s.accept(); c.close()
+""")
+
+
+def run(mode, what, port, calls):
+    out = subprocess.run([sys.executable, "-c", WORKER, mode, what, str(port), str(calls)], capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--rss-calls", type=int, default=100_000)
+    args = ap.parse_args()
+    server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+    listener = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True)
+    port, lport = int(server.stdout.readline()), int(listener.stdout.readline())
+    results: dict[tuple[str, str], list[float]] = {}
+    try:
+        plan = [("requests", m) for m in ("none", "ours", "otel_noop", "otel_sdk")]
+        plan += [("socket", m) for m in ("none", "ours")] + [("wsgi", m) for m in ("none", "ours")]
+        for r in range(args.rounds):
+            for what, mode in plan:
+                p = lport if what == "socket" else port
+                calls = args.calls * (10 if what == "wsgi" else 1)
+                results.setdefault((what, mode), []).append(run(mode, what, p, calls)["median_us"])
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+        rss = {mode: run(mode, "rss", port, args.rss_calls) for mode in ("none", "ours")}
+    finally:
+        server.kill()
+        listener.kill()
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print("| benchmark | configuration | median per call (µs) | added vs none (µs) |")
+    print("|---|---|---:|---:|")
+    for (what, mode), value in med.items():
+        added = value - med[(what, "none")]
+        print(f"| {what} | {mode} | {value:.1f} | {'—' if mode == 'none' else f'{added:+.1f}'} |")
+    ours = med[("requests", "ours")] - med[("requests", "none")]
+    noop = med[("requests", "otel_noop")] - med[("requests", "none")]
+    print(f"\nours / OpenTelemetry no-op added latency: {ours / noop:.2f} (target <= 0.33)" if noop > 0 else "")
+    grow = {m: (v["rss_kb"] - v["base_kb"]) / 1024 for m, v in rss.items()}
+    print(f"RSS growth over {args.rss_calls:,} calls after warm-up: none {grow['none']:.1f} MB, ours {grow['ours']:.1f} MB; "
+          f"final RSS none {rss['none']['rss_kb'] / 1024:.1f} MB, ours {rss['ours']['rss_kb'] / 1024:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
