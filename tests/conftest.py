@@ -82,9 +82,14 @@ class EchoHandler(BaseHTTPRequestHandler):
         pass
 
 
+class LoopbackServer(ThreadingHTTPServer):
+    request_queue_size = 1024  # 200 concurrent clients must not overflow the accept backlog
+    daemon_threads = True
+
+
 @pytest.fixture(scope="session")
 def http_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
+    server = LoopbackServer(("127.0.0.1", 0), EchoHandler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"

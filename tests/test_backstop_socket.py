@@ -118,3 +118,78 @@ def test_fork_child_audits_its_own_calls(tmp_path, tcp_server):
         mna.uninstall()
     rows = open_store(dsn).rows(limit=10)
     assert sorted(r.event.pid for r in rows) == sorted([pid, os.getpid()])
+
+
+def _tls_server(tmp_path):
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def serve():
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                with server_ctx.wrap_socket(raw, server_side=True) as conn:
+                    data = conn.recv(1024)
+                    conn.sendall(b"tls-pong:" + data)
+            except (OSError, ssl.SSLError):
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, client_ctx
+
+
+def test_raw_tls_row_counts_application_bytes(sink, tmp_path):
+    import ssl
+
+    listener, ctx = _tls_server(tmp_path)
+    port = listener.getsockname()[1]
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"hello")
+            assert tls.recv(100) == b"tls-pong:hello"
+    bad = ssl.create_default_context()  # does not trust the test CA: handshake fails
+    with pytest.raises(ssl.SSLCertVerificationError):
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            bad.wrap_socket(raw, server_hostname="localhost")
+    listener.close()
+    rows = [e for e in sink.events if e.direction == "outbound"]
+    assert [(e.channel, e.protocol, e.outcome) for e in rows] == [("socket", "tls", "ok"), ("socket", "tls", "error")]
+    assert rows[0].req_bytes == 5 and rows[0].resp_bytes == len(b"tls-pong:hello")
+    assert rows[1].error == "ssl.SSLCertVerificationError"
+
+
+def test_https_owner_marked_tls(sink, tmp_path):
+    import ssl
+    import urllib.request
+    from http.server import ThreadingHTTPServer
+
+    from conftest import EchoHandler
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    server.socket = server_ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    try:
+        body = urllib.request.urlopen(f"https://127.0.0.1:{server.server_address[1]}/echo", context=client_ctx).read()
+    finally:
+        server.shutdown()
+    rows = [e for e in sink.events if e.direction == "outbound"]
+    assert body == b"response:-" and [(e.channel, e.protocol) for e in rows] == [("urllib", "https")]

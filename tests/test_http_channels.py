@@ -221,7 +221,7 @@ def test_httpx_sync_async_and_redirect_hops(sink, http_server):
     assert httpx.post(http_server + "/echo", content=b"abc").content == b"response:abc"
 
     async def go():
-        async with httpx.AsyncClient() as c:
+        async with httpx.AsyncClient(timeout=60) as c:
             return await asyncio.gather(*(c.get(f"{http_server}/echo?i={i}") for i in range(200)))
 
     responses = asyncio.run(go())
@@ -237,7 +237,7 @@ def test_aiohttp_rows_and_bytes(sink, http_server):
     import aiohttp
 
     async def go():
-        async with aiohttp.ClientSession() as s:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
             async with s.post(http_server + "/echo", data=b"12345") as r:
                 assert await r.read() == b"response:12345"
             results = await asyncio.gather(*(s.get(f"{http_server}/echo?i={i}") for i in range(200)))

@@ -21,7 +21,7 @@ CHANNEL_MODULES: tuple[str, ...] = (
     "pop3",
     "ftp",
     "subprocess",
-    "tls",
+    "tls",  # module tls.py, channel name "ssl"
     "socket",
     "audit_hook",
 )
