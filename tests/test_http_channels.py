@@ -258,3 +258,34 @@ def test_httpx_refused(sink):
         httpx.get("http://127.0.0.1:9/")
     rows = outbound(sink)
     assert len(rows) == 1 and rows[0].error == "httpx.ConnectError"
+
+
+def test_filtered_port_times_out_with_a_row(sink):
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)  # a full accept queue drops SYNs: to a client it looks filtered
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port))
+    with pytest.raises(requests.exceptions.ConnectTimeout):
+        requests.get(f"http://127.0.0.1:{port}/", timeout=0.5)
+    filler.close()
+    listener.close()
+    rows = [e for e in outbound(sink) if e.channel == "requests"]
+    assert len(rows) == 1 and rows[0].error == "requests.exceptions.ConnectTimeout"
+
+
+def test_non_ascii_header_names(sink, http_server):
+    # a str name http.client refuses (the caller gets the library's own error, unchanged) ...
+    with pytest.raises(UnicodeEncodeError):
+        requests.get(http_server + "/echo", headers={"X-Übung": "x"})
+    # ... a latin-1 bytes name goes through and is recorded by name, value masked
+    conn = http.client.HTTPConnection("127.0.0.1", int(http_server.rsplit(":", 1)[1]))
+    conn.putrequest("GET", "/echo")
+    conn.putheader(b"X-\xdcbung", CANARY.encode())
+    conn.endheaders()
+    assert conn.getresponse().read() == b"response:-"
+    rows = outbound(sink)
+    assert rows[0].outcome == "error" and rows[-1].channel == "http.client"
+    assert "x-übung: ***" in rows[-1].req_headers and CANARY not in repr([e.as_dict() for e in rows])
