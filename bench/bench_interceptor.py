@@ -23,6 +23,7 @@ SERVER = textwrap.dedent("""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     class H(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # else Nagle + delayed ACK add ~40 ms per call
         def do_GET(self):
             self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
         def log_message(self, *a): pass
@@ -64,7 +65,7 @@ WORKER = textwrap.dedent("""
                 if line.startswith("VmRSS"):
                     return int(line.split()[1])
 
-    samples = []
+    samples, cpu = [], []
     if what == "requests":
         import requests
         s = requests.Session()
@@ -72,7 +73,8 @@ WORKER = textwrap.dedent("""
         for _ in range(200):
             s.get(url)
         for _ in range(calls):
-            t = time.perf_counter_ns(); s.get(url); samples.append(time.perf_counter_ns() - t)
+            c = time.thread_time_ns(); t = time.perf_counter_ns(); s.get(url)
+            samples.append(time.perf_counter_ns() - t); cpu.append(time.thread_time_ns() - c)
     elif what == "rss":
         import requests
         s = requests.Session()
@@ -89,8 +91,8 @@ WORKER = textwrap.dedent("""
             c = socket.socket(); c.connect(("127.0.0.1", port)); c.close()
         for _ in range(calls):
             c = socket.socket()
-            t = time.perf_counter_ns(); c.connect(("127.0.0.1", port)); samples.append(time.perf_counter_ns() - t)
-            c.close()
+            k = time.thread_time_ns(); t = time.perf_counter_ns(); c.connect(("127.0.0.1", port)); c.close()
+            samples.append(time.perf_counter_ns() - t); cpu.append(time.thread_time_ns() - k)
     elif what == "wsgi":
         import io
         def app(environ, start_response):
@@ -107,12 +109,12 @@ WORKER = textwrap.dedent("""
         sr = lambda status, headers, exc_info=None: None
         for _ in range(calls):
             env = environ()
-            t = time.perf_counter_ns()
+            k = time.thread_time_ns(); t = time.perf_counter_ns()
             it = app(env, sr)
             b"".join(it)
             getattr(it, "close", lambda: None)()
-            samples.append(time.perf_counter_ns() - t)
-    print(json.dumps({"median_us": statistics.median(samples) / 1000}))
+            samples.append(time.perf_counter_ns() - t); cpu.append(time.thread_time_ns() - k)
+    print(json.dumps({"median_us": statistics.median(samples) / 1000, "cpu_us": statistics.mean(cpu) / 1000}))
 """)
 
 LISTENER = textwrap.dedent("""
@@ -141,6 +143,7 @@ def main() -> None:
     listener = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True)
     port, lport = int(server.stdout.readline()), int(listener.stdout.readline())
     results: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     try:
         plan = [("requests", m) for m in ("none", "ours", "otel_noop", "otel_sdk")]
         plan += [("socket", m) for m in ("none", "ours")] + [("wsgi", m) for m in ("none", "ours")]
@@ -148,21 +151,26 @@ def main() -> None:
             for what, mode in plan:
                 p = lport if what == "socket" else port
                 calls = args.calls * (10 if what == "wsgi" else 1)
-                results.setdefault((what, mode), []).append(run(mode, what, p, calls)["median_us"])
+                out = run(mode, what, p, calls)
+                results.setdefault((what, mode), []).append(out["median_us"])
+                cpu.setdefault((what, mode), []).append(out["cpu_us"])
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         rss = {mode: run(mode, "rss", port, args.rss_calls) for mode in ("none", "ours")}
     finally:
         server.kill()
         listener.kill()
     med = {k: statistics.median(v) for k, v in results.items()}
-    print("| benchmark | configuration | median per call (µs) | added vs none (µs) |")
-    print("|---|---|---:|---:|")
+    cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
+    print("| benchmark | configuration | wall median (µs) | caller CPU per call (µs) | added CPU vs none (µs) |")
+    print("|---|---|---:|---:|---:|")
     for (what, mode), value in med.items():
-        added = value - med[(what, "none")]
-        print(f"| {what} | {mode} | {value:.1f} | {'—' if mode == 'none' else f'{added:+.1f}'} |")
-    ours = med[("requests", "ours")] - med[("requests", "none")]
-    noop = med[("requests", "otel_noop")] - med[("requests", "none")]
-    print(f"\nours / OpenTelemetry no-op added latency: {ours / noop:.2f} (target <= 0.33)" if noop > 0 else "")
+        added = cpu_med[(what, mode)] - cpu_med[(what, "none")]
+        print(f"| {what} | {mode} | {value:.1f} | {cpu_med[(what, mode)]:.1f} | "
+              f"{'—' if mode == 'none' else f'{added:+.1f}'} |")
+    ours = cpu_med[("requests", "ours")] - cpu_med[("requests", "none")]
+    noop = cpu_med[("requests", "otel_noop")] - cpu_med[("requests", "none")]
+    print(f"\nadded caller CPU per requests call: ours {ours:.1f} µs, OpenTelemetry no-op {noop:.1f} µs, "
+          f"ratio {ours / noop:.2f} (target <= 0.33)" if noop > 0 else "")
     grow = {m: (v["rss_kb"] - v["base_kb"]) / 1024 for m, v in rss.items()}
     print(f"RSS growth over {args.rss_calls:,} calls after warm-up: none {grow['none']:.1f} MB, ours {grow['ours']:.1f} MB; "
           f"final RSS none {rss['none']['rss_kb'] / 1024:.1f} MB, ours {rss['ours']['rss_kb'] / 1024:.1f} MB")

@@ -42,7 +42,14 @@ def is_local_address(text: str | None) -> bool:
 class LocalClassifier:
     """Loopback is ``local``; everything else ``unknown`` until a catalogue says better."""
 
+    def __init__(self) -> None:
+        self._cache: dict = {}
+
     def classify(self, host, port, dest_ip) -> Classification:
-        if is_local_address(host) or is_local_address(dest_ip):
-            return LOCAL
-        return UNKNOWN
+        key = (host, dest_ip)
+        result = self._cache.get(key)
+        if result is None:
+            result = LOCAL if is_local_address(host) or is_local_address(dest_ip) else UNKNOWN
+            if len(self._cache) < 4096:
+                self._cache[key] = result
+        return result

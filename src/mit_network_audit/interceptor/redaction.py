@@ -97,15 +97,22 @@ class DefaultRedaction:
         self._salt = salt
         self._safe = frozenset(h.lower() for h in safe_headers)
         self._segment_cache: dict[str, str] = {}
+        self._header_cache: dict = {}  # raw header name -> (clean lower name, keeps its value)
+        self._url_cache: dict[str, UrlParts] = {}
 
     def split_url(self, url: str) -> UrlParts:
+        cached = self._url_cache.get(url)
+        if cached is not None:
+            return cached
         parts = urlsplit(url)
         try:
             port = parts.port
         except ValueError:
             port = None
-        host = parts.hostname
-        return UrlParts(parts.scheme or None, host, port, parts.path or "/", parts.query)
+        result = UrlParts(parts.scheme or None, parts.hostname, port, parts.path or "/", parts.query)
+        if len(self._url_cache) < 2048:  # hot loops call the same URLs; the cache stays in memory only
+            self._url_cache[url] = result
+        return result
 
     def host(self, host: str) -> str:
         return _CONTROL.sub("", host).lower().rstrip(".") or host
@@ -139,16 +146,20 @@ class DefaultRedaction:
 
     def headers(self, pairs: Iterable) -> tuple[str, ...]:
         out = []
+        cache = self._header_cache
         for name, value in pairs or ():
-            if isinstance(name, bytes):
-                name = name.decode("latin-1")
-            name = _CONTROL.sub("", str(name)).strip().lower()
-            if name in self._safe:
+            known = cache.get(name)
+            if known is None:
+                clean = _CONTROL.sub("", name.decode("latin-1") if isinstance(name, bytes) else str(name)).strip().lower()
+                known = (clean, clean in self._safe, f"{clean}: {MASK}")
+                if len(cache) < 1024:
+                    cache[name] = known
+            if known[1]:
                 if isinstance(value, bytes):
                     value = value.decode("latin-1")
-                out.append(f"{name}: {_CONTROL.sub('', str(value))[:100]}")
+                out.append(f"{known[0]}: {_CONTROL.sub('', str(value))[:100]}")
             else:
-                out.append(f"{name}: {MASK}")
+                out.append(known[2])
         return tuple(out)
 
     def fingerprint(self, method: str, url: str):

@@ -1,0 +1,229 @@
+"""Dashboard server time on a large journal (SQLite and PostgreSQL).
+
+    # build (resumable: re-running continues where it stopped), then measure
+    .venv/bin/python bench/bench_web.py build   --db sqlite:////work/bench_data/web10m.db --rows 10000000
+    .venv/bin/python bench/bench_web.py measure --db sqlite:////work/bench_data/web10m.db [--repeat 40]
+
+The journal is written through the store's own bulk path (``Store.append`` in batches: real
+chaining, real hashes, real indexes), spread over the last 30 days with a realistic mix: outbound
+calls to ~40 destinations of every class from ~15 modules, inbound requests, errors, a few
+vendor-bound licence calls, heartbeats.  ``measure`` drives the real ASGI app in-process
+(Starlette's TestClient: routing, auth, queries, template rendering — no socket), logged in as an
+officer, and reports p50/p95/max per page in milliseconds.  Targets (issue 7): Trust Report
+<= 150 ms, an Audit Log page with any filter <= 200 ms, a forensic record <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+import zlib
+
+from mit_network_audit.interceptor.event import NetEvent
+from mit_network_audit.journal import open_store
+
+DAY_US = 86_400_000_000
+SPAN_US = 30 * DAY_US
+BATCH = 20_000
+
+# (host, dest_class, component, vendor_bound, weight)
+DESTINATIONS = [
+    ("licence.mit-vendor.example", "vendor", "mit-licence", True, 12),
+    ("updates.mit-vendor.example", "vendor", "mit-updates", True, 3),
+    ("api.openai.com", "provider", "openai", False, 60),
+    ("api.anthropic.com", "provider", "anthropic", False, 25),
+    ("api.mistral.ai", "provider", "mistral", False, 8),
+    ("smtp.gmail.com", "provider", "google-mail", False, 40),
+    ("smtp.sendgrid.net", "provider", "smtp-relays", False, 30),
+    ("graph.microsoft.com", "provider", "microsoft-365-mail", False, 15),
+    ("api.stripe.com", "provider", "stripe", False, 30),
+    ("erp.internal.example", "own", None, False, 50),
+    ("files.internal.example", "own", None, False, 20),
+    ("127.0.0.1", "local", None, False, 60),
+    ("localhost", "local", None, False, 20),
+    *[(f"partner{i}.example.net", "unknown" if i % 4 == 0 else "provider", None if i % 4 == 0 else "partners",
+       False, 3) for i in range(26)],
+]
+ADDONS = ["sale_ai_assistant", "crm_mail_sync", "account_stripe", "stock_partner_edi", "website_shop",
+          "hr_payroll_export", "mit_licence", "project_sync", "mail", "base", "web", "helpdesk_llm",
+          "purchase_edi", "l10n_reports", "documents_store"]
+INBOUND_PATHS = ["/web", "/web/dataset/call_kw", "/shop", "/shop/cart", "/longpolling/poll", "/api/v1/orders",
+                 "/web/image", "/my/orders", "/web/login"]
+CHANNELS = ["requests", "urllib3", "http.client", "httpx", "smtp"]
+
+
+def _events(start_index: int, count: int, t0: int, per_row_us: float, rng: random.Random) -> list[NetEvent]:
+    hosts = list(DESTINATIONS)
+    weights = [d[4] for d in DESTINATIONS]
+    out = []
+    for i in range(start_index, start_index + count):
+        ts = t0 + int(i * per_row_us)
+        r = rng.random()
+        error = rng.random() < 0.02
+        eid = rng.getrandbits(128).to_bytes(16, "big").hex()
+        if r < 0.05:  # the auditor's own heartbeats/starts
+            out.append(NetEvent(event_id=eid, logged_at_us=ts, started_at_us=ts, duration_us=0,
+                                direction="internal", channel="audit", method="heartbeat",
+                                pid=1000 + i % 8, hostname=f"web{i % 4}", dest_class="local",
+                                addon="mit_network_audit", detail='{"disabled":[]}'))
+            continue
+        if r < 0.32:  # inbound requests to the audited server
+            path = rng.choice(INBOUND_PATHS)
+            out.append(NetEvent(event_id=eid, logged_at_us=ts, started_at_us=ts - 3000, duration_us=rng.randint(500, 90_000),
+                                direction="inbound", channel="wsgi", protocol="http", method=rng.choice(("GET", "POST")),
+                                host="erp.example.com", port=443, path=path, src_ip=f"10.0.{i % 50}.{i % 200}",
+                                src_port=40000 + i % 20000, status=500 if error else 200,
+                                outcome="error" if error else "ok", req_bytes=rng.randint(0, 4000),
+                                resp_bytes=rng.randint(200, 90_000), req_headers=("content-type: text/html",),
+                                addon="web" if path.startswith("/web") else "website_shop", pid=1000 + i % 8,
+                                hostname=f"web{i % 4}", dest_class="own"))
+            continue
+        host, dest_class, component, vendor, _ = rng.choices(hosts, weights)[0]
+        addon = "mit_licence" if vendor else ADDONS[(zlib.crc32(host.encode()) + i % 3) % len(ADDONS)]
+        channel = "smtp" if host.startswith("smtp") else CHANNELS[i % 4]
+        method = ("EHLO,MAIL,RCPT,DATA,QUIT" if channel == "smtp" else
+                  "POST" if vendor else rng.choice(("GET", "POST", "POST", "PUT")))
+        out.append(NetEvent(
+            event_id=eid, logged_at_us=ts, started_at_us=ts - 20_000, duration_us=rng.randint(2_000, 900_000),
+            direction="outbound", channel=channel, protocol="smtp" if channel == "smtp" else "https",
+            method=method, host=host, port=587 if channel == "smtp" else 443,
+            path=None if channel == "smtp" else f"/v1/{rng.choice(('items', 'chat/completions', 'check', 'sync'))}",
+            query_keys=("page",) if i % 7 == 0 else (), dest_ip=f"203.0.113.{zlib.crc32(host.encode()) % 250}", dest_port=443,
+            src_ip="10.0.0.5", src_port=50000 + i % 10000, status=None if error else 200,
+            outcome="error" if error else "ok", error="requests.exceptions.ConnectTimeout" if error else None,
+            req_bytes=rng.randint(100, 1500) if vendor else rng.randint(100, 60_000),
+            resp_bytes=rng.randint(100, 200_000), req_headers=("authorization: ***", "content-type: application/json"),
+            resp_headers=("content-type: application/json",), fingerprint=f"{rng.getrandbits(256):064x}",
+            addon=addon, addon_author="Example SA", call_site=f"addons/{addon}/models/sync.py:{40 + i % 30} in run",
+            via=("requests", "urllib3") if channel == "requests" else (), pid=1000 + i % 8,
+            hostname=f"web{i % 4}", vendor_bound=vendor, component=component, dest_class=dest_class))
+    return out
+
+
+def build(dsn: str, rows: int) -> None:
+    store = open_store(dsn)
+    if getattr(store, "kind", "") == "sqlite":
+        store.conn.execute("PRAGMA cache_size=-1000000")  # 1 GB page cache: random-key indexes at 10M rows
+    have = store.max_seq()
+    meta = store.meta_get("bench.t0")
+    t0 = int(meta) if meta else time.time_ns() // 1000 - SPAN_US
+    store.meta_set("bench.t0", str(t0))
+    per_row_us = SPAN_US / rows
+    rng = random.Random(have)
+    started = time.perf_counter()
+    done = have
+    while done < rows:
+        n = min(BATCH, rows - done)
+        store.append(_events(done, n, t0, per_row_us, rng))
+        done += n
+        if done % 500_000 < BATCH or done == rows:
+            rate = (done - have) / (time.perf_counter() - started)
+            print(f"{done:,} rows  ({rate:,.0f} rows/s)", flush=True)
+    from mit_network_audit.report import rollup
+
+    t = time.perf_counter()
+    rollup.catch_up(store, progress=lambda up, head: print(f"rollup {up:,}/{head:,}", flush=True))
+    print(f"rollup caught up in {time.perf_counter() - t:.1f}s")
+    if getattr(store, "kind", "") == "postgres":
+        store.execute_raw("ANALYZE")
+    else:
+        store.execute_raw("ANALYZE")
+    store.close()
+
+
+def _pctl(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def measure(dsn: str, repeat: int, out_json: str | None) -> dict:
+    from mit_network_audit.web.server import create_dashboard
+    from starlette.testclient import TestClient
+
+    from mit_network_audit.web.auth import Accounts
+
+    store = open_store(dsn)
+    accounts = Accounts(store)
+    if not accounts.get("bench"):
+        accounts.add("bench", "officer", "bench-password-1")
+    head = store.max_seq()
+    app = create_dashboard(dsn)
+    client = TestClient(app, base_url="http://127.0.0.1")
+    form = client.get("/login").text
+    csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    r = client.post("/login", data={"username": "bench", "password": "bench-password-1", "csrf": csrf},
+                    follow_redirects=False)
+    assert r.status_code == 303, r.text
+    rng = random.Random(7)
+    some_host, some_addon = "api.stripe.com", "crm_mail_sync"
+    cases = {
+        "Trust Report 24h": ("report", lambda: "/report?since=24h"),
+        "Trust Report 7d": ("report", lambda: "/report?since=7d"),
+        "Trust Report 30d": ("report", lambda: "/report?since=30d"),
+        "API report 24h": ("report", lambda: "/api/report?since=24h"),
+        "Audit Log all": ("log", lambda: "/log"),
+        "Audit Log vendor-bound": ("log", lambda: "/log?filter=vendor"),
+        "Audit Log outbound": ("log", lambda: "/log?filter=outbound"),
+        "Audit Log inbound": ("log", lambda: "/log?filter=inbound"),
+        "Audit Log errors": ("log", lambda: "/log?filter=errors"),
+        "Audit Log addon": ("log", lambda: f"/log?addon={some_addon}"),
+        "Audit Log host": ("log", lambda: f"/log?host={some_host}"),
+        "Audit Log channel": ("log", lambda: "/log?channel=smtp"),
+        "Audit Log vendor+errors page deep": ("log", lambda: f"/log?filter=errors&before={rng.randint(1, head)}"),
+        "Audit Log vendor page deep": ("log", lambda: f"/log?filter=vendor&before={rng.randint(1, head)}"),
+        "Audit Log all page deep": ("log", lambda: f"/log?before={rng.randint(1, head)}"),
+        "Audit Log errors+host": ("log", lambda: f"/log?filter=errors&host={some_host}"),
+        "Audit Log search (q)": ("search", lambda: "/log?q=stripe"),
+        "Audit Log groups by host": ("log", lambda: "/log/groups?by=host&since=24h"),
+        "Forensic record": ("row", lambda: f"/row/{rng.randint(1, head)}"),
+        "API row": ("row", lambda: f"/api/rows/{rng.randint(1, head)}"),
+        "Traffic Summary 24h": ("summary", lambda: "/summary?since=24h"),
+        "Traffic Summary 7d": ("summary", lambda: "/summary?since=7d"),
+    }
+    results = {}
+    for name, (_kind, url) in cases.items():
+        times = []
+        client.get(url())  # warm the page cache and the rollup once; the first hit is reported separately
+        for _ in range(repeat):
+            u = url()
+            t = time.perf_counter()
+            resp = client.get(u)
+            times.append((time.perf_counter() - t) * 1000)
+            if resp.status_code != 200:
+                raise SystemExit(f"{u}: HTTP {resp.status_code}: {resp.text[:300]}")
+        results[name] = {"p50": statistics.median(times), "p95": _pctl(times, 0.95), "max": max(times)}
+        print(f"{name:38s} p50 {results[name]['p50']:8.1f} ms   p95 {results[name]['p95']:8.1f} ms"
+              f"   max {results[name]['max']:8.1f} ms", flush=True)
+    summary = {"dsn_kind": getattr(store, "kind", "?"), "rows": head, "repeat": repeat, "results": results}
+    if out_json:
+        with open(out_json, "w") as fh:
+            json.dump(summary, fh, indent=2)
+    return summary
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("--db", required=True)
+    b.add_argument("--rows", type=int, default=10_000_000)
+    m = sub.add_parser("measure")
+    m.add_argument("--db", required=True)
+    m.add_argument("--repeat", type=int, default=40)
+    m.add_argument("--json")
+    args = parser.parse_args(argv)
+    if args.cmd == "build":
+        build(args.db, args.rows)
+    else:
+        measure(args.db, args.repeat, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    raise SystemExit(main())
