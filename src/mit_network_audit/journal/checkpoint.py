@@ -180,7 +180,7 @@ def ensure_tables(store) -> None:
             if _pg(store):
                 store.execute_raw("SELECT pg_advisory_xact_lock(%s)", (SIGNER_LOCK_KEY + 1,))
             for statement in _ddl(_pg(store)):
-                store.execute_raw(statement)
+                store.conn.execute(statement)  # no parameters: the plpgsql bodies contain '%'
         store.meta_set("trust_schema", "1")
     store._mna_trust_tables = True
 
@@ -246,18 +246,26 @@ def max_seq(store) -> int:
     return int(store.execute_raw("SELECT coalesce(max(chain_seq), 0) FROM egress_log")[0][0])
 
 
-def newest_anchor(store) -> dict | None:
-    rows = store.execute_raw("SELECT chain_seq, detail FROM egress_log WHERE direction = 'internal' "
-                             "AND method = 'anchor' ORDER BY chain_seq DESC LIMIT 1")
-    if not rows:
+def anchor_for(store, low: int | None = None) -> dict | None:
+    """The retention anchor that explains the oldest stored row: the newest anchor whose cut is at or
+    below it (an anchor whose vacuum was aborted, cut above the oldest row, is skipped)."""
+    low = store.min_seq() if low is None else low
+    if low is None:
         return None
-    try:
-        detail = json.loads(rows[0][1])
-        detail["anchor_seq"] = rows[0][0]
-        CompactRange.from_hex(int(detail["left_edge_size"]), detail["left_edge"])
-        return detail
-    except (TypeError, ValueError, KeyError):
-        return {"anchor_seq": rows[0][0], "malformed": True}
+    for seq, detail_text in store.execute_raw(
+            "SELECT chain_seq, detail FROM egress_log WHERE direction = 'internal' AND method = 'anchor' "
+            "ORDER BY chain_seq DESC"):
+        try:
+            detail = json.loads(detail_text)
+            detail["anchor_seq"] = seq
+            CompactRange.from_hex(int(detail["left_edge_size"]), detail["left_edge"])
+            if int(detail["left_edge_size"]) != int(detail["cut_seq"]) - 1:
+                raise ValueError("cut and left edge disagree")
+        except (TypeError, ValueError, KeyError):
+            return {"anchor_seq": seq, "malformed": True}
+        if int(detail["cut_seq"]) <= low:
+            return detail
+    return None
 
 
 def _anchor_base(store) -> tuple[CompactRange | None, dict | None]:
@@ -265,7 +273,7 @@ def _anchor_base(store) -> tuple[CompactRange | None, dict | None]:
     low = store.min_seq()
     if low is None or low <= 1:
         return None, None
-    anchor = newest_anchor(store)
+    anchor = anchor_for(store, low)
     if anchor is None or anchor.get("malformed"):
         raise TamperDetected(f"rows below chain_seq {low} are gone and no valid retention anchor explains it")
     return CompactRange.from_hex(int(anchor["left_edge_size"]), anchor["left_edge"]), anchor
@@ -449,48 +457,53 @@ def latest_checkpoint(store, verifier: Verifier, witness_path: str | None = None
 # --- signing ----------------------------------------------------------------------------------------
 
 def make_checkpoint(store, key: SigningKey | None = None, *, witness_path: str | None = None,
-                    force: bool = False, through: int | None = None) -> Checkpoint | None:
-    """Sign a checkpoint of the journal as it is now (or up to ``through``).
+                    force: bool = False) -> Checkpoint | None:
+    """Sign a checkpoint of the journal as it is now.
 
     Returns the newest checkpoint (a fresh one, or the existing one when nothing was appended since),
     or None when another process is the elected signer.  Raises TamperDetected instead of signing a
     tree that does not extend the previous checkpoint."""
     key = key or load_signing_key(required=True)
     ensure_tables(store)
-    witness_path = witness_path or default_witness_path(store)
     with signer_lock(store) as elected:
         if not elected:
             return None
-        prev = latest_checkpoint(store, key.verifier, witness_path)
-        size = max_seq(store) if through is None else through
-        if prev is not None and size < prev.size:
-            raise TamperDetected(f"the journal ends at chain_seq {size}, but a checkpoint signed at "
-                                 f"{time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(prev.time_s))} covers {prev.size}")
-        if prev is not None and size == prev.size and not force:
-            return prev
-        state = TreeState.load(store)
-        state.advance(store, size)
-        root, head = state.cr.root(), state.head
-        proof: list[bytes] = []
-        if prev is not None:
-            proof = tree_view(store, size).consistency_proof(prev.size)
-            if not verify_consistency(prev.size, size, prev.root, root, proof):
-                raise TamperDetected(f"the journal's first {prev.size} rows are not the ones signed at "
-                                     f"size {prev.size}: refusing to sign")
-            if prev.size == size and prev.head != head:
-                raise TamperDetected(f"row {size} changed since the last checkpoint")
-        body = format_body(origin_of(store), size, root, head, int(time.time()))
-        note = sign_note(body, key)
-        cp = _to_checkpoint(note, prev.size if prev else None, [p.hex() for p in proof], key.verifier)
-        append_witness(witness_path, cp.record(key.verifier))  # outside first: the DB copy is the convenience
-        with transaction(store):
-            if not store.execute_raw("SELECT 1 FROM mna_checkpoints WHERE tree_size = %s", (size,)):
-                store.execute_raw(
-                    "INSERT INTO mna_checkpoints (tree_size, root_hash, head_hash, signed_at_us, note, prev_size, "
-                    "consistency) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (size, root.hex(), head.hex(), cp.time_s * 1_000_000, note, cp.prev_size,
-                     json.dumps([p.hex() for p in proof])))
-        return cp
+        return sign_locked(store, key, witness_path=witness_path, force=force)
+
+
+def sign_locked(store, key: SigningKey, *, witness_path: str | None = None, force: bool = False) -> Checkpoint:
+    """``make_checkpoint`` for a caller that already holds the signer lock (the vacuum)."""
+    witness_path = witness_path or default_witness_path(store)
+    prev = latest_checkpoint(store, key.verifier, witness_path)
+    size = max_seq(store)
+    if prev is not None and size < prev.size:
+        raise TamperDetected(f"the journal ends at chain_seq {size}, but a checkpoint signed "
+                             f"{_when(prev.time_s)} covers {prev.size}")
+    if prev is not None and size == prev.size and not force:
+        return prev
+    state = TreeState.load(store)
+    state.advance(store, size)
+    root, head = state.cr.root(), state.head
+    proof: list[bytes] = []
+    if prev is not None:
+        proof = tree_view(store, size).consistency_proof(prev.size)
+        if not verify_consistency(prev.size, size, prev.root, root, proof):
+            raise TamperDetected(f"the journal's first {prev.size} rows are not the ones signed at "
+                                 f"size {prev.size}: refusing to sign")
+        if prev.size == size and prev.head != head:
+            raise TamperDetected(f"row {size} changed since the last checkpoint")
+    body = format_body(origin_of(store), size, root, head, int(time.time()))
+    note = sign_note(body, key)
+    cp = _to_checkpoint(note, prev.size if prev else None, [p.hex() for p in proof], key.verifier)
+    append_witness(witness_path, cp.record(key.verifier))  # outside first: the DB copy is the convenience
+    with transaction(store):
+        if not store.execute_raw("SELECT 1 FROM mna_checkpoints WHERE tree_size = %s", (size,)):
+            store.execute_raw(
+                "INSERT INTO mna_checkpoints (tree_size, root_hash, head_hash, signed_at_us, note, prev_size, "
+                "consistency) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (size, root.hex(), head.hex(), cp.time_s * 1_000_000, note, cp.prev_size,
+                 json.dumps([p.hex() for p in proof])))
+    return cp
 
 
 def maybe_checkpoint(store, *, every_rows: int = 10_000, every_seconds: float = 300.0,
@@ -654,7 +667,7 @@ def verify_trust(store, *, verifier: Verifier | None = None, witness_path: str |
     # -- retention anchor
     low = store.min_seq()
     if low is not None and low > 1:
-        anchor = newest_anchor(store)
+        anchor = anchor_for(store, low)
         first = store.execute_raw("SELECT prev_hash FROM egress_log WHERE chain_seq = %s", (low,))
         if anchor is None or anchor.get("malformed"):
             checks.append(_check("retention anchor", False,

@@ -89,7 +89,7 @@ class Verifier:
 
     @classmethod
     def parse(cls, vkey: str) -> Verifier:
-        parts = vkey.strip().split("+")
+        parts = vkey.strip().split("+", 2)  # base64 may itself contain "+"
         if len(parts) != 3:
             raise KeyProblem("a verifier key looks like NAME+8HEXID+BASE64")
         name, hex_id, b64 = parts
@@ -141,7 +141,7 @@ class SigningKey:
     def parse(cls, text: str, *, name: str | None = None) -> SigningKey:
         text = text.strip()
         if text.startswith("PRIVATE+KEY+"):
-            parts = text.split("+")
+            parts = text.split("+", 4)
             if len(parts) != 5:
                 raise KeyProblem("a signing key looks like PRIVATE+KEY+NAME+8HEXID+BASE64")
             _, _, key_name, hex_id, b64 = parts
