@@ -145,10 +145,10 @@ def _pctl(values: list[float], q: float) -> float:
 
 
 def measure(dsn: str, repeat: int, out_json: str | None) -> dict:
-    from mit_network_audit.web.server import create_dashboard
     from starlette.testclient import TestClient
 
     from mit_network_audit.web.auth import Accounts
+    from mit_network_audit.web.server import create_dashboard
 
     store = open_store(dsn)
     accounts = Accounts(store)
