@@ -1,0 +1,172 @@
+"""ftplib: ``FTP`` and ``FTP_TLS`` — one row per session (connect to close), data connections included.
+
+Row: ``method`` = the FTP commands used, in order, without repeats (``USER,PASS,TYPE,PASV,RETR,
+QUIT``); ``status`` = the last reply code; ``protocol`` = ``ftps`` once the control connection is
+TLS-protected (``FTP_TLS.auth``, also done by ``FTP_TLS.login``), else ``ftp``; bytes = control
+commands and replies (as text lines + CRLF) plus the payload of every data connection
+(RETR/LIST/NLST/MLSD downloads, STOR/APPE uploads), before encryption.  The data connections
+are part of the session's row (the socket layer only enriches it).  File and directory names,
+user names and passwords are arguments: never stored.  A 4xx/5xx reply is a protocol answer
+(it is in ``status``), not a failure of the session; a broken connection is.
+"""
+
+from __future__ import annotations
+
+from .. import capture
+from . import _session
+from ._session import CountingWriterSource
+
+NAME = "ftp"
+TARGET = "ftplib"
+
+VERBS = frozenset(
+    "USER PASS ACCT CWD CDUP SMNT REIN QUIT PORT PASV EPRT EPSV LPRT LPSV TYPE STRU MODE RETR STOR STOU APPE "
+    "ALLO REST RNFR RNTO ABOR DELE RMD MKD PWD LIST NLST SITE SYST STAT HELP NOOP FEAT OPTS AUTH PBSZ PROT CCC "
+    "MLSD MLST SIZE MDTM LANG HOST XPWD XCWD XMKD XRMD".split()
+)
+
+
+def install(patches) -> None:
+    import ftplib
+
+    FTP = ftplib.FTP
+    FTP_TLS = getattr(ftplib, "FTP_TLS", None)
+
+    def _reply_error(exc) -> bool:
+        return isinstance(exc, ftplib.Error)
+
+    def make_connect(original):
+        def connect(self, *args, **kwargs):
+            if not capture.runtime.active:
+                return original(self, *args, **kwargs)
+            session = _session.open_session(self, NAME, "ftp")
+            try:
+                return _session.run(session, original, self, *args, scoped=True, error_filter=_reply_error,
+                                    **kwargs)
+            finally:
+                if session is not None:
+                    port = self.__dict__.get("port", getattr(self, "port", None))
+                    session.call.enrich(host=self.__dict__.get("host") or None,
+                                        port=port if isinstance(port, int) else None)
+                    _session.enrich_peer(session, self.__dict__.get("sock"))
+                    if self.__dict__.get("sock") is None:  # never connected: nothing will close it
+                        _session.closed(self, session)
+        return connect
+
+    def make_putcmd(original):
+        def putcmd(self, line):
+            _session.add_verb(_session.get(self), line, VERBS)
+            return original(self, line)
+        return putcmd
+
+    def make_putline(original):
+        def putline(self, line):
+            session = _session.get(self)
+            result = _session.run(session, original, self, line)
+            if session is not None:
+                session.call.req_bytes += _encoded_len(self, line) + 2
+            return result
+        return putline
+
+    def make_getline(original):
+        def getline(self):
+            session = _session.get(self)
+            line = _session.run(session, original, self, error_filter=_reply_error)
+            if session is not None:
+                session.call.resp_bytes += _encoded_len(self, line) + 2
+            return line
+        return getline
+
+    def make_getmultiline(original):
+        def getmultiline(self):
+            session = _session.get(self)
+            resp = original(self)
+            if session is not None:
+                code = resp[:3]
+                if code.isdigit():
+                    session.call.status = int(code)
+            return resp
+        return getmultiline
+
+    def make_scoped(original):  # data connections (and their TLS) belong to the session's row
+        def scoped(self, *args, **kwargs):
+            return _session.run(_session.get(self), original, self, *args, scoped=True, error_filter=_reply_error,
+                                **kwargs)
+        return scoped
+
+    def make_abort(original):
+        def abort(self, *args, **kwargs):
+            _session.add_verb(_session.get(self), "ABOR", VERBS)
+            return original(self, *args, **kwargs)
+        return abort
+
+    def make_retr(original, binary: bool):
+        def retr(self, cmd, callback=None, *args, **kwargs):
+            session = _session.get(self)
+            if session is None:
+                return original(self, cmd, callback, *args, **kwargs)
+            call = session.call
+            if binary:
+                def counted(data, _cb=callback):
+                    call.resp_bytes += len(data)
+                    return _cb(data)
+            else:
+                target = callback if callback is not None else ftplib.print_line
+
+                def counted(line, _cb=target):
+                    call.resp_bytes += _encoded_len(self, line) + 2
+                    return _cb(line)
+            return original(self, cmd, counted, *args, **kwargs)
+        return retr
+
+    def make_stor(original):
+        def stor(self, cmd, fp, *args, **kwargs):
+            session = _session.get(self)
+            if session is not None and fp is not None:
+                fp = CountingWriterSource(fp, session.call)
+            return original(self, cmd, fp, *args, **kwargs)
+        return stor
+
+    def make_close(original):
+        def close(self):
+            session = _session.get(self)
+            try:
+                return original(self)
+            finally:
+                _session.closed(self, session)
+        return close
+
+    patches.wrap(FTP, "connect", make_connect)
+    patches.wrap(FTP, "putcmd", make_putcmd)
+    patches.wrap(FTP, "putline", make_putline)
+    patches.wrap(FTP, "getline", make_getline)
+    patches.wrap(FTP, "getmultiline", make_getmultiline)
+    patches.wrap(FTP, "ntransfercmd", make_scoped)
+    patches.wrap(FTP, "abort", make_abort)
+    patches.wrap(FTP, "retrbinary", lambda o: make_retr(o, True))
+    patches.wrap(FTP, "retrlines", lambda o: make_retr(o, False))
+    patches.wrap(FTP, "storbinary", make_stor)
+    patches.wrap(FTP, "storlines", make_stor)
+    patches.wrap(FTP, "close", make_close)
+    if FTP_TLS is not None:
+        patches.wrap(FTP_TLS, "ntransfercmd", make_scoped)
+        patches.wrap(FTP_TLS, "abort", make_abort)
+
+        def make_auth(original):
+            def auth(self, *args, **kwargs):
+                session = _session.get(self)
+                result = _session.run(session, original, self, *args, scoped=True, error_filter=_reply_error,
+                                      **kwargs)
+                if session is not None:
+                    session.call.protocol = "ftps"
+                return result
+            return auth
+
+        patches.wrap(FTP_TLS, "auth", make_auth)
+
+
+def _encoded_len(client, line) -> int:
+    try:
+        return len(line.encode(getattr(client, "encoding", "utf-8"), "replace"))
+    except Exception:
+        return len(line)
