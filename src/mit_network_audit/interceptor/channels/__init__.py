@@ -21,6 +21,7 @@ CHANNEL_MODULES: tuple[str, ...] = (
     "pop3",
     "ftp",
     "subprocess",
+    "uvloop",  # loops whose connections never reach the socket layer (see channels/uvloop.py)
     "tls",  # module tls.py, channel name "ssl"
     "socket",
     "audit_hook",
