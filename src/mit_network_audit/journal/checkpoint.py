@@ -443,15 +443,33 @@ def db_checkpoints(store, verifier: Verifier) -> tuple[list[Checkpoint], list[st
     return good, bad
 
 
+def _claimed(note: str) -> tuple[str, int, int]:
+    """(origin, size, time) as the note claims them, before any signature check (for ordering)."""
+    lines = note.split("\n", 5)
+    try:
+        return lines[0], int(lines[1]), int(lines[4][5:])
+    except (IndexError, ValueError):
+        return "", -1, -1
+
+
 def latest_checkpoint(store, verifier: Verifier, witness_path: str | None = None) -> Checkpoint | None:
-    """Newest authentic checkpoint for this journal from the witness file and the database."""
-    found = db_checkpoints(store, verifier)[0]
-    for rec in read_witness(witness_path or default_witness_path(store)) or []:
-        with contextlib.suppress(NoteError, ValueError, KeyError, TypeError):
-            found.append(_to_checkpoint(rec["note"], rec.get("prev_size"), rec.get("consistency", []), verifier))
+    """Newest authentic checkpoint for this journal from the witness file and the database.  Candidates
+    are ordered by what they claim and verified newest first, so this costs one or two signature
+    checks, not one per checkpoint ever signed."""
+    ensure_tables(store)
     origin = origin_of(store)
-    found = [cp for cp in found if cp.origin == origin]
-    return max(found, key=lambda cp: (cp.size, cp.time_s)) if found else None
+    candidates = [(note, prev, cons) for note, prev, cons in store.execute_raw(
+        "SELECT note, prev_size, consistency FROM mna_checkpoints ORDER BY tree_size DESC LIMIT 4")]
+    for rec in read_witness(witness_path or default_witness_path(store)) or []:
+        if isinstance(rec.get("note"), str):
+            candidates.append((rec["note"], rec.get("prev_size"), rec.get("consistency", [])))
+    candidates.sort(key=lambda c: _claimed(c[0])[1:], reverse=True)
+    for note, prev, cons in candidates:
+        if _claimed(note)[0] != origin:
+            continue
+        with contextlib.suppress(NoteError, ValueError, KeyError, TypeError):
+            return _to_checkpoint(note, prev, cons, verifier)
+    return None
 
 
 # --- signing ----------------------------------------------------------------------------------------
