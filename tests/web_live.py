@@ -61,3 +61,24 @@ def signing_env(directory: str):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextmanager
+def pg_database():
+    """A throwaway PostgreSQL database (mna_web_<random>) on 127.0.0.1:5432; yields its DSN or None."""
+    import uuid
+
+    try:
+        import psycopg
+
+        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3)
+    except Exception:  # no driver or no server: the caller skips
+        yield None
+        return
+    name = f"mna_web_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from . import pages  # noqa: F401  (registers the page modules)
@@ -26,8 +27,19 @@ class ServerTiming(BaseHTTPMiddleware):
         return response
 
 
+async def out_of_range(request: Request, exc: OverflowError):
+    """A number too large for the database (schemathesis found ``/row/<huge>`` answering 500)."""
+    return JSONResponse({"detail": "a number in the request is out of range"}, status_code=400)
+
+
 def create_dashboard(dsn: str, *, catalogue_paths=()) -> FastAPI:
     app = create_app(dsn, catalogue_paths=catalogue_paths)
     install(app, dsn)
     app.add_middleware(ServerTiming)
+    app.add_exception_handler(OverflowError, out_of_range)
+    try:
+        import psycopg
+    except ImportError:  # the postgres extra is optional
+        return app
+    app.add_exception_handler(psycopg.errors.NumericValueOutOfRange, out_of_range)
     return app

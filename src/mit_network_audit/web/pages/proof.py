@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from ...journal import checkpoint as ckpt
@@ -25,6 +25,7 @@ from ...journal.keys import KeyProblem, Verifier, load_verifier
 from ..registry import Context, page_module
 
 FORMAT = "mit-network-audit/row-inclusion-proof/v1"
+SEQ = Path(ge=1, le=2**62, description="the row's chain_seq")
 
 
 class ProofProblem(Exception):
@@ -104,7 +105,7 @@ def proof_pages(ctx: Context) -> APIRouter:
     router = APIRouter()
 
     @router.get("/row/{seq}/proof", response_class=HTMLResponse)
-    def proof_page(request: Request, seq: int):
+    def proof_page(request: Request, seq: int = SEQ):
         try:
             proof, problem = build_proof(ctx.store, seq), None
         except ProofProblem as exc:
@@ -116,7 +117,7 @@ def proof_pages(ctx: Context) -> APIRouter:
         return response
 
     @router.get("/api/rows/{seq}/proof")
-    def api_proof(seq: int, download: bool = False):
+    def api_proof(seq: int = SEQ, download: bool = False):
         """An inclusion proof of row ``seq`` in the newest signed checkpoint, verifiable offline."""
         try:
             proof = build_proof(ctx.store, seq)
