@@ -25,4 +25,5 @@ CHANNEL_MODULES: tuple[str, ...] = (
     "tls",  # module tls.py, channel name "ssl"
     "socket",
     "audit_hook",
+    "gevent",  # after socket/tls/subprocess: follows gevent's monkey-patching (see channels/gevent.py)
 )

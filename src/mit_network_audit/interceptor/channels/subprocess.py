@@ -24,11 +24,11 @@ restored original).
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import shlex
 import sys
-import threading
 from urllib.parse import urlsplit
 
 from .. import capture
@@ -36,7 +36,9 @@ from .. import capture
 NAME = "subprocess"
 TARGET = None
 
-_local = threading.local()  # .busy: inside one of our wrappers (survives fork into the child)
+# Inside one of our spawn wrappers.  A context variable, not a thread-local: greenlets (gevent) share
+# a thread but not a context; and it survives fork into the child (whose exec must not add a row).
+_busy: contextvars.ContextVar[bool] = contextvars.ContextVar("mna_spawning", default=False)
 _hook_state = {"enabled": False, "hooked": False}
 _AUDIT_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn"})
 
@@ -175,7 +177,7 @@ def propagate_env(env):
 
 # -- rows ---------------------------------------------------------------------------------------------
 def _begin(method: str, fields: dict, activate: bool = True):
-    if getattr(_local, "busy", False):
+    if _busy.get():
         return None
     call = capture.begin(NAME, activate=activate, protocol="exec", method=method,
                          **{k: v for k, v in fields.items() if v is not None})
@@ -199,7 +201,7 @@ def _flush_before_exec() -> None:
 def _spawning(method: str, fields_of, original, *, exec_like=False, status_of=None, env_index=None):
     """A wrapper: one row around ``original`` unless an outer spawn wrapper owns this process."""
     def wrapper(*args, **kwargs):
-        if not capture.runtime.active or getattr(_local, "busy", False) or capture.current() is not None:
+        if not capture.runtime.active or _busy.get() or capture.current() is not None:
             return original(*args, **kwargs)
         call = _begin(method, fields_of(*args, **kwargs))
         if call is None:
@@ -209,7 +211,7 @@ def _spawning(method: str, fields_of, original, *, exec_like=False, status_of=No
                 kwargs["env"] = propagate_env(kwargs["env"])
             elif len(args) > env_index:
                 args = (*args[:env_index], propagate_env(args[env_index]), *args[env_index + 1:])
-        _local.busy = True
+        token = _busy.set(True)
         try:
             if exec_like:
                 capture.end(call)
@@ -228,7 +230,7 @@ def _spawning(method: str, fields_of, original, *, exec_like=False, status_of=No
             capture.end(call)
             return result
         finally:
-            _local.busy = False
+            _busy.reset(token)
     return wrapper
 
 
@@ -294,7 +296,7 @@ def _hook(event, args):
     if event not in _AUDIT_EVENTS or not _hook_state["enabled"]:
         return
     try:
-        if getattr(_local, "busy", False) or capture.current() is not None or not capture.runtime.active:
+        if _busy.get() or capture.current() is not None or not capture.runtime.active:
             return
         if event == "os.system":
             fields = describe(command=args[0])
