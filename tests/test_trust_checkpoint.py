@@ -239,3 +239,15 @@ def test_malformed_notes_are_rejected(key_env):  # noqa: F811
                 note.replace("— ", "- ")):
         with pytest.raises(ckpt.NoteError):
             ckpt.open_note(bad, key_env.verifier)
+
+
+def test_empty_journal_is_not_signed(tmp_path, key_env):  # noqa: F811
+    dsn = f"sqlite:///{tmp_path}/j.db"
+    store = open_store(dsn)
+    with pytest.raises(ckpt.EmptyJournal):
+        ckpt.make_checkpoint(store)
+    assert ckpt.maybe_checkpoint(store, every_rows=1, every_seconds=0) is None
+    result = CliRunner().invoke(main, ["checkpoint", "--db", dsn])
+    assert result.exit_code == 2 and "empty" in result.output
+    assert all(c["ok"] for c in ckpt.verify_trust(store))
+    store.close()

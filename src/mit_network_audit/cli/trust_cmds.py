@@ -113,6 +113,8 @@ def checkpoint(dsn, key_path, witness, every_rows, interval, loop):
             time.sleep(min(interval, 5.0))
     except ckpt.TamperDetected as exc:
         _fail(f"refusing to sign: {exc}", 1)
+    except ckpt.EmptyJournal as exc:
+        _fail(str(exc))
     except KeyboardInterrupt:
         pass
 

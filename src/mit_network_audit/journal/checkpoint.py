@@ -46,6 +46,10 @@ class TamperDetected(RuntimeError):
     """The journal no longer extends what was signed before."""
 
 
+class EmptyJournal(ValueError):
+    """Nothing to sign yet."""
+
+
 class NoteError(ValueError):
     """A checkpoint note that is malformed or whose signature does not verify."""
 
@@ -494,6 +498,8 @@ def sign_locked(store, key: SigningKey, *, witness_path: str | None = None, forc
     witness_path = witness_path or default_witness_path(store)
     prev = latest_checkpoint(store, key.verifier, witness_path)
     size = max_seq(store)
+    if size == 0 and prev is None:
+        raise EmptyJournal("the journal is empty: nothing to sign yet")
     if prev is not None and size < prev.size:
         raise TamperDetected(f"the journal ends at chain_seq {size}, but a checkpoint signed "
                              f"{_when(prev.time_s)} covers {prev.size}")
@@ -535,7 +541,7 @@ def maybe_checkpoint(store, *, every_rows: int = 10_000, every_seconds: float = 
     last = store.execute_raw("SELECT tree_size, signed_at_us FROM mna_checkpoints ORDER BY tree_size DESC LIMIT 1")
     size = max_seq(store)
     last_size, last_us = (int(last[0][0]), int(last[0][1])) if last else (0, 0)
-    if size <= last_size:
+    if size <= last_size or size == 0:
         return None
     if size - last_size < every_rows and time.time() * 1e6 - last_us < every_seconds * 1e6:
         return None
@@ -641,8 +647,9 @@ def verify_trust(store, *, verifier: Verifier | None = None, witness_path: str |
                                  + ", ".join(str(cp.size) for cp in missing)
                                  + " are in the witness file but were deleted from the database"))
         elif holes:
-            checks.append(_check("witness", False, f"the witness file lacks checkpoint(s) at size {holes} "
-                                 "that it once recorded: it was edited"))
+            checks.append(_check("witness", True, f"the witness file {witness_path} lacks checkpoint(s) at size "
+                                 f"{sorted(holes)} that the database holds: a new witness file, or an edited one",
+                                 "review"))
         elif behind:
             checks.append(_check("witness", True, f"the witness file {witness_path} lacks the newest "
                                  f"checkpoint(s) at size {behind}: copy them or check the path", "review"))
