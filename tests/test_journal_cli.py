@@ -1,0 +1,90 @@
+"""`log`, `show`, `verify` against real journals: filters, formats, exit codes, helpful errors."""
+
+import json
+import sqlite3
+
+from click.testing import CliRunner
+
+from mit_network_audit.cli import main
+from mit_network_audit.interceptor.event import NetEvent, internal_event
+from mit_network_audit.journal import open_store
+from mit_network_audit.journal.schema import COLUMNS
+
+
+def outbound(host, **kw):
+    base = internal_event("x").as_dict()
+    base.update(direction="outbound", channel="requests", protocol="https", method="GET", host=host, port=443,
+                path="/v1/x", vendor_bound=kw.pop("vendor_bound", False), addon=kw.pop("addon", "shop"), **kw)
+    return NetEvent(**base)
+
+
+def filled(dsn):
+    store = open_store(dsn)
+    store.append([internal_event("start"), outbound("api.acme.example", vendor_bound=True, addon="acme_connector"),
+                  outbound("api.openai.com", addon="llm_assistant", outcome="error", error="ConnectionError")])
+    store.close()
+    return dsn
+
+
+def run(*args):
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def test_log_jsonl_has_every_column_and_filters_work(any_dsn):
+    dsn = filled(any_dsn)
+    code, out = run("log", "--db", dsn, "--format", "jsonl")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["chain_seq"] for r in rows] == [3, 2, 1]  # newest first
+    assert all(set(COLUMNS) <= set(r) for r in rows)
+    code, out = run("log", "--db", dsn, "--format", "jsonl", "--vendor-bound")
+    assert [json.loads(line)["host"] for line in out.splitlines()] == ["api.acme.example"]
+    code, out = run("log", "--db", dsn, "--format", "json", "--outcome", "error", "--direction", "outbound")
+    assert [r["chain_seq"] for r in json.loads(out)] == [3]
+    code, out = run("log", "--db", dsn, "--format", "jsonl", "--search", "openai", "--limit", "5")
+    assert [json.loads(line)["addon"] for line in out.splitlines()] == ["llm_assistant"]
+    code, out = run("log", "--db", dsn, "--format", "jsonl", "--addon", "acme_connector", "--not-vendor-bound")
+    assert code == 0 and out.strip() == ""
+    code, out = run("log", "--db", dsn)
+    assert code == 0 and "api.acme.example" in out
+
+
+def test_show_by_seq_and_event_id(sqlite_dsn):
+    dsn = filled(sqlite_dsn)
+    code, out = run("show", "--db", dsn, "2")
+    row = json.loads(out)
+    assert code == 0 and row["chain_seq"] == 2 and row["host"] == "api.acme.example"
+    code, out = run("show", "--db", dsn, row["event_id"])
+    assert code == 0 and json.loads(out)["chain_seq"] == 2
+    code, out = run("show", "--db", dsn, "99")
+    assert code == 2 and "no row" in out
+
+
+def test_verify_exit_codes(sqlite_dsn, tmp_path):
+    dsn = filled(sqlite_dsn)
+    code, out = run("verify", "--db", dsn)
+    assert code == 0 and "intact" in out
+    conn = sqlite3.connect(dsn[len("sqlite:///"):], isolation_level=None)
+    conn.execute("DROP TRIGGER egress_log_no_update")
+    conn.execute("UPDATE egress_log SET req_bytes = 1 WHERE chain_seq = 2")
+    conn.close()
+    code, out = run("verify", "--db", dsn, "--format", "json")
+    report = json.loads(out)
+    assert code == 1 and report["chain"]["first_bad_seq"] == 2 and report["chain"]["problem"] == "hash_mismatch"
+    code, out = run("verify", "--db", dsn)
+    assert code == 1 and "TAMPERED" in out
+
+
+def test_missing_database_says_what_to_do(tmp_path):
+    code, out = run("verify", "--db", str(tmp_path / "nope.db"))
+    assert code == 2 and "mit-network-audit run" in out
+    assert not (tmp_path / "nope.db").exists()  # reading never creates a journal
+    code, out = run("log", "--db", "postgresql://postgres@127.0.0.1:1/none")
+    assert code == 2 and "postgresql://" in out
+
+
+def test_help_texts_name_the_dsn_forms():
+    for cmd in ("log", "show", "verify"):
+        code, out = run(cmd, "--help")
+        assert code == 0 and "sqlite:///" in out and "postgresql://" in out
