@@ -85,14 +85,14 @@ def raw_copy_rate(dsn: str, n: int) -> float:
     """The reference: COPY of pre-encoded rows under the advisory lock, no hashing, no Python per field."""
     store = open_store(dsn)
     store.close()
-    rows = [(i + 1, 1, uuid.uuid4().hex, 1, 1, 1, "outbound", "requests") for i in range(n)]
+    rows = [(i + 1, 1, uuid.uuid4().hex, 1, 1, 1, "outbound", "requests", False, uuid.uuid4().hex) for i in range(n)]
     with psycopg.connect(dsn) as conn:
         start = time.perf_counter()
         for i in range(0, n, BATCH):
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(1)")
                 with conn.cursor().copy("COPY egress_log (chain_seq, v, event_id, logged_at_us, started_at_us, "
-                                        "duration_us, direction, channel) FROM STDIN") as copy:
+                                        "duration_us, direction, channel, vendor_bound, prev_hash) FROM STDIN") as copy:
                     for r in rows[i:i + BATCH]:
                         copy.write_row(r)
         return n / (time.perf_counter() - start)
