@@ -72,3 +72,13 @@ def test_no_server_errors(live, role, examples):
     for method, path, *example in failures:
         first.setdefault((method, path), example)
     assert not first, first
+
+
+def test_nul_bytes_and_huge_numbers_are_client_errors(live):
+    """Regressions found by the fuzzer: PostgreSQL refuses NUL in text, SQLite ints beyond 2**63."""
+    headers = {"Authorization": f"Bearer {live.tokens['auditor']}"}
+    for path in ("/api/rows?host=a%00b", "/api/rows?q=%00", "/log?addon=%00", "/api/groups?q=%00",
+                 "/api/rows/99999999999999999999999", "/row/99999999999999999999999/proof",
+                 "/api/rows?before=99999999999999999999999"):
+        r = requests.get(live.url + path, headers=headers)
+        assert r.status_code in (200, 400, 404, 422), (path, r.status_code)
