@@ -21,9 +21,11 @@ CHANNEL_MODULES: tuple[str, ...] = (
     "pop3",
     "ftp",
     "subprocess",
+    "mp_flush",  # fork/forkserver workers end with os._exit: flush their rows first
     "uvloop",  # loops whose connections never reach the socket layer (see channels/uvloop.py)
     "tls",  # module tls.py, channel name "ssl"
     "socket",
     "audit_hook",
+    "ctypes_guard",  # a network symbol fetched through ctypes (see channels/ctypes_guard.py)
     "gevent",  # after socket/tls/subprocess: follows gevent's monkey-patching (see channels/gevent.py)
 )
