@@ -147,3 +147,22 @@ def test_uninstall_restores_uvloop(sink):
     mna.uninstall()
     assert "create_connection" not in uvloop.Loop.__dict__
     assert sys.modules["uvloop"].Loop.create_connection is uvloop.loop.Loop.create_connection
+
+
+def test_standard_loop_tls_stream_caught_by_socket_layer(sink, echo):
+    _, tls, certs = echo
+    assert asyncio.run(fetch(tls, ssl=certs.client_context)) == b"pong:ping"
+    (ev,) = outbound(sink)
+    assert (ev.channel, ev.dest_port) == ("socket", tls)  # asyncio's TLS runs over wrap_bio: the row says tcp
+
+
+def test_httpx_async_on_uvloop_one_row(sink, http_server):
+    httpx = pytest.importorskip("httpx")
+
+    async def main():
+        async with httpx.AsyncClient() as client:
+            return (await client.get(http_server + "/echo")).content
+
+    assert uvloop.run(main()).startswith(b"response:")
+    rows = outbound(sink)
+    assert [e.channel for e in rows] == ["httpx"], [(e.channel, e.via) for e in rows]
