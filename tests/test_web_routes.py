@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from mit_network_audit.interceptor.event import NetEvent, internal_event
-from mit_network_audit.journal import RowFilter, checkpoint, merkle, open_store
+from mit_network_audit.journal import RowFilter, checkpoint, export, merkle, open_store
 from mit_network_audit.journal.canonical import leaf_hash
 from web_live import LiveDashboard, signing_env
 
@@ -155,7 +155,9 @@ def test_prove_this_row_verifies_offline(live):
                                    bytes.fromhex(proof["root_hash"]))
     from mit_network_audit.journal.keys import Verifier
 
-    cp = checkpoint.open_note(proof["checkpoint"], Verifier.parse(proof["verifier_key"]))
+    verifier = Verifier.parse(proof["public_key"])
+    cp = checkpoint.open_note(proof["checkpoint"], verifier)
+    assert export.verify_proof(proof, verifier)  # the same document `mit-network-audit prove` writes
     assert cp.root.hex() == proof["root_hash"] and cp.size == N_ROWS - 10
     # a forged leaf does not verify
     assert not merkle.verify_inclusion(4, proof["tree_size"], bytes(32), path, cp.root)

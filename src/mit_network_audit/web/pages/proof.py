@@ -8,6 +8,10 @@ The download is self-contained — anyone holding the verifier key can check it 
 
 The server checks all three before it offers the file, and says plainly why it cannot when the row is
 newer than the newest checkpoint, no key is configured, or the row was removed by the vacuum.
+
+The document is the one ``mit-network-audit prove`` writes (``journal.export.prove``; checked by
+``journal.export.verify_proof``) plus explanatory fields.  Unlike the CLI, a page view never signs a
+new checkpoint: a GET has no side effects, and the dashboard can run with the public key only.
 """
 
 from __future__ import annotations
@@ -69,11 +73,14 @@ def build_proof(store, seq: int) -> dict:
     if seq > cp.size:
         raise ProofProblem(409, f"row {seq} is newer than the newest checkpoint (rows 1..{cp.size:,}): "
                                 "it can be proven after the next checkpoint")
+    leaf = bytes.fromhex(row.leaf_hash)
     try:
         path = ckpt.tree_view(store, cp.size).inclusion_proof(seq - 1)
+        if not merkle.verify_inclusion(seq - 1, cp.size, leaf, path, cp.root):
+            # the persisted interior nodes are a cache: rebuild from the leaves before crying wolf
+            path = ckpt.tree_view(store, cp.size, use_stored_nodes=False).inclusion_proof(seq - 1)
     except (merkle.ProofUnavailable, ckpt.TamperDetected) as exc:
         raise ProofProblem(409, f"cannot build the proof: {exc}") from None
-    leaf = bytes.fromhex(row.leaf_hash)
     if not merkle.verify_inclusion(seq - 1, cp.size, leaf, path, cp.root):
         raise ProofProblem(409, f"row {seq} is not in the tree signed at size {cp.size:,}: the journal was "
                                 "rewritten after that checkpoint — run Verify")
@@ -87,7 +94,7 @@ def build_proof(store, seq: int) -> dict:
         "inclusion_proof": [p.hex() for p in path],
         "root_hash": cp.root.hex(),
         "checkpoint": cp.note,
-        "verifier_key": verifier.vkey,
+        "public_key": verifier.vkey,
         "verifier_pinned_from_witness": pinned,
         "how_to_verify": [
             "leaf_hash = SHA-256(0x00 || canonical) and canonical = JCS(row without leaf_hash, prev_hash, "
@@ -95,7 +102,7 @@ def build_proof(store, seq: int) -> dict:
             "RFC 9162 section 2.1.3.2: inclusion_proof takes leaf_hash at leaf_index in a tree of tree_size "
             "leaves to root_hash",
             "root_hash is the base64 root on line 3 of the checkpoint, a C2SP signed note signed by "
-            "verifier_key (Ed25519)",
+            "public_key (Ed25519); `mit-network-audit` users: journal.export.verify_proof(doc, verifier)",
         ],
     }
 
