@@ -306,3 +306,25 @@ def test_exact_counts_4_threads_x_50_sessions(sink, mail):
     smtp_bytes = {e.req_bytes for e in rows if e.channel == "smtp"}
     assert len(smtp_bytes) == 1  # identical sessions count identical bytes: no cross-thread mixing
     assert mna.stats().get("pending", 0) == 0
+
+
+def test_fail_open_sessions_behave_the_same_when_every_collaborator_raises(mail):
+    class Boom:
+        def __getattr__(self, name):
+            raise RuntimeError("boom")
+
+    class BoomSink:
+        def emit(self, event):
+            raise RuntimeError("sink down")
+
+    mna.install(sink=BoomSink(), attributor=Boom(), redaction=Boom(), classifier=Boom())
+    try:
+        before = mna.stats().get("errors.sink", 0)
+        send_with_starttls(mail.smtp_port, mail.ctx)
+        imap_session(imaplib.IMAP4_SSL, mail.imaps.port, ctx=mail.ctx)
+        pop3_session(poplib.POP3, mail.pop3.port, ctx=mail.ctx, stls=True)
+        with pytest.raises(ConnectionRefusedError):
+            smtplib.SMTP("127.0.0.1", 9, timeout=5)
+        assert mna.stats()["errors.sink"] == before + 4  # four rows tried, none reached a sink
+    finally:
+        mna.uninstall()

@@ -11,9 +11,8 @@ would take a syscall-level monitor (seccomp notify, eBPF), named in docs/coverag
 
 from __future__ import annotations
 
-import sys
-
 from .. import capture
+from . import _audit_events
 
 NAME = "audit"
 TARGET = None
@@ -23,12 +22,9 @@ NETWORK_SYMBOLS = frozenset({
     "res_query", "res_search", "res_nquery", "curl_easy_perform", "curl_multi_perform", "SSL_connect",
     "BIO_do_connect", "uv_tcp_connect",
 })
-_state = {"enabled": False, "hooked": False}
 
 
 def _hook(event, args):
-    if event != "ctypes.dlsym" or not _state["enabled"]:
-        return
     try:
         name = args[1] if len(args) > 1 else None
         if isinstance(name, bytes):
@@ -45,11 +41,8 @@ def _hook(event, args):
 
 
 def install(patches) -> None:
-    if not _state["hooked"]:
-        sys.addaudithook(_hook)
-        _state["hooked"] = True
-    _state["enabled"] = True
+    _audit_events.register(("ctypes.dlsym",), _hook)
 
 
 def uninstall() -> None:
-    _state["enabled"] = False
+    _audit_events.unregister(("ctypes.dlsym",))

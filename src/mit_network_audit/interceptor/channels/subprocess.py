@@ -28,10 +28,10 @@ import contextvars
 import os
 import re
 import shlex
-import sys
 from urllib.parse import urlsplit
 
 from .. import capture
+from . import _audit_events
 
 NAME = "subprocess"
 TARGET = None
@@ -39,7 +39,6 @@ TARGET = None
 # Inside one of our spawn wrappers.  A context variable, not a thread-local: greenlets (gevent) share
 # a thread but not a context; and it survives fork into the child (whose exec must not add a row).
 _busy: contextvars.ContextVar[bool] = contextvars.ContextVar("mna_spawning", default=False)
-_hook_state = {"enabled": False, "hooked": False}
 _AUDIT_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn"})
 
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "fish"})
@@ -275,14 +274,11 @@ def install(patches) -> None:
         patches.wrap(_posixsubprocess, "fork_exec", lambda o: _spawning("fork_exec", _fork_exec_fields, o))
     except (ImportError, AttributeError):
         pass
-    if not _hook_state["hooked"]:
-        sys.addaudithook(_hook)
-        _hook_state["hooked"] = True
-    _hook_state["enabled"] = True
+    _audit_events.register(_AUDIT_EVENTS, _hook)
 
 
 def uninstall() -> None:
-    _hook_state["enabled"] = False
+    _audit_events.unregister(_AUDIT_EVENTS)
 
 
 def _fork_exec_fields(*args, **kwargs):
@@ -293,8 +289,6 @@ def _fork_exec_fields(*args, **kwargs):
 
 
 def _hook(event, args):
-    if event not in _AUDIT_EVENTS or not _hook_state["enabled"]:
-        return
     try:
         if _busy.get() or capture.current() is not None or not capture.runtime.active:
             return
