@@ -102,9 +102,27 @@ def test_auditor_groups_drills_down_and_proves_a_row(browser, demo, tmp_path):
     page.close()
 
 
+def test_auditor_downloads_a_signed_bundle(browser, demo, tmp_path):
+    from mit_network_audit.journal import export
+    from mit_network_audit.journal.keys import load_signing_key
+
+    page = login(browser, demo, "auditor")
+    page.goto(demo.url + "/export")
+    assert "rows 1.." in page.inner_text("#newest-checkpoint")
+    page.screenshot(path=os.path.join(SHOTS, "signed-export.png"), full_page=True)
+    with page.expect_download() as download:
+        page.click("#export-24h")
+    assert download.value.suggested_filename == "bundle-last-24h.zip"
+    saved = tmp_path / "bundle.zip"
+    download.value.save_as(saved)
+    result = export.verify_bundle(str(saved), load_signing_key().verifier.vkey)
+    assert result.ok and result.rows >= 10, result.problems
+    page.close()
+
+
 def test_viewer_is_refused_groups_and_proofs(browser, demo):
     page = login(browser, demo, "viewer")
-    for path in ("/log/groups", "/row/1/proof"):
+    for path in ("/log/groups", "/row/1/proof", "/export"):
         response = page.goto(demo.url + path)
         assert response.status == 403, path
     page.goto(demo.url + "/report")

@@ -31,7 +31,7 @@ ROUTES = {
     ("GET", "/api/rows"): "auditor", ("GET", "/api/rows/{seq}"): "auditor",
     ("GET", "/api/rows/{seq}/proof"): "auditor", ("GET", "/verify"): "auditor",
     ("POST", "/api/verify"): "auditor", ("GET", "/api/verify/{job}"): "auditor",
-    ("GET", "/export.jsonl"): "auditor",
+    ("GET", "/export.jsonl"): "auditor", ("GET", "/export"): "auditor", ("POST", "/export/bundle"): "auditor",
 }
 RANK = {"anonymous": -1, "viewer": 0, "auditor": 1, "officer": 2}
 SAMPLE = {"{seq}": "3", "{job}": "no-such-job"}
@@ -158,17 +158,20 @@ def test_prove_this_row_verifies_offline(live):
     verifier = Verifier.parse(proof["public_key"])
     cp = checkpoint.open_note(proof["checkpoint"], verifier)
     assert export.verify_proof(proof, verifier)  # the same document `mit-network-audit prove` writes
-    assert cp.root.hex() == proof["root_hash"] and cp.size == N_ROWS - 10
+    assert cp.root.hex() == proof["root_hash"] and cp.size == proof["tree_size"] >= N_ROWS - 10
     # a forged leaf does not verify
     assert not merkle.verify_inclusion(4, proof["tree_size"], bytes(32), path, cp.root)
 
 
 def test_prove_explains_what_it_cannot_prove(live):
+    store = open_store(live.dsn)
+    fresh = store.append([internal_event("heartbeat")])[0].chain_seq  # newer than any checkpoint
+    store.close()
     session = live.login("auditor")
-    newer = session.get(live.url + f"/row/{N_ROWS}/proof")
+    newer = session.get(live.url + f"/row/{fresh}/proof")
     assert newer.status_code == 409 and "newer than the newest checkpoint" in newer.text
     assert session.get(live.url + "/row/999999/proof").status_code == 404
-    assert session.get(live.url + f"/api/rows/{N_ROWS}/proof").status_code == 409
+    assert session.get(live.url + f"/api/rows/{fresh}/proof").status_code == 409
 
 
 def test_hostile_values_inert_on_registry_pages(live):
@@ -187,3 +190,39 @@ def test_registry_pages_send_security_headers(live):
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
     assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["referrer-policy"] == "no-referrer" and r.headers["server-timing"].startswith("app;dur=")
+
+
+def test_signed_bundle_download_verifies_offline(live, tmp_path):
+    from mit_network_audit.journal.keys import load_signing_key
+
+    auth = {"Authorization": f"Bearer {live.tokens['auditor']}"}
+    r = requests.post(live.url + "/export/bundle", data={"since": "24h"}, headers=auth)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip", r.text[:300]
+    assert r.headers["content-disposition"].startswith('attachment; filename="bundle-last-24h.zip"')
+    bundle = tmp_path / "b.zip"
+    bundle.write_bytes(r.content)
+    result = export.verify_bundle(str(bundle), load_signing_key().verifier.vkey)
+    assert result.ok and result.rows >= N_ROWS and result.rows == int(r.headers["x-bundle-rows"]), result.problems
+    # tampering with one byte of the rows is caught
+    import zipfile
+
+    files = export.read_bundle(str(bundle))
+    files["rows.jsonl"] = files["rows.jsonl"].replace(b"api.openai.com", b"api.openai.org", 1)
+    forged = tmp_path / "forged.zip"
+    with zipfile.ZipFile(forged, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    assert not export.verify_bundle(str(forged), load_signing_key().verifier.vkey).ok
+
+
+def test_bundle_form_needs_csrf_and_a_sane_period(live):
+    session = live.login("auditor")
+    assert session.post(live.url + "/export/bundle", data={"since": "24h", "csrf": "forged"}).status_code == 403
+    csrf = _csrf(session, live.url)
+    assert session.post(live.url + "/export/bundle", data={"since": "2h", "csrf": csrf}).status_code == 400
+    assert session.post(live.url + "/export/bundle", data={"start": "2026-13-01", "csrf": csrf}).status_code == 400
+    empty = session.post(live.url + "/export/bundle", data={"start": "2001-01-01", "end": "2001-01-02",
+                                                             "csrf": csrf})
+    assert empty.status_code == 409 and "no rows in that period" in empty.text
+    page = session.get(live.url + "/export").text
+    assert "Newest checkpoint" in page and "rows 1.." in page
