@@ -147,3 +147,23 @@ def test_env_propagation_only_under_run(monkeypatch, tmp_path):
     assert out["MNA_DB"] == "sqlite:///x.db" and out["PYTHONPATH"] == f"{site}{os.pathsep}/opt/app"
     assert given == {"PATH": "/bin", "PYTHONPATH": "/opt/app"}  # the caller's dict is not modified
     assert propagate_env(None) is None
+
+
+def test_uninstall_restores_every_original():
+    import _posixsubprocess
+    import ftplib
+    import imaplib
+    import poplib
+    import smtplib
+
+    targets = [(smtplib.SMTP, "connect"), (smtplib.SMTP, "getreply"), (imaplib.IMAP4, "open"),
+               (poplib.POP3, "__init__"), (ftplib.FTP, "connect"), (ftplib.FTP_TLS, "auth"),
+               (subprocess.Popen, "__init__"), (os, "system"), (os, "execv"), (os, "posix_spawn"),
+               (_posixsubprocess, "fork_exec")]
+    before = {(id(o), n): o.__dict__.get(n) for o, n in targets}
+    mna.install(sink=mna.MemorySink())
+    try:
+        assert all(o.__dict__.get(n) is not before[(id(o), n)] for o, n in targets)
+    finally:
+        mna.uninstall()
+    assert all(o.__dict__.get(n) is before[(id(o), n)] for o, n in targets)
