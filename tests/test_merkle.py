@@ -282,14 +282,29 @@ def test_views_with_stored_nodes_and_a_vacuumed_prefix_give_the_same_proofs(n, d
     def fetch_nodes(level, lo, hi):
         return {ix: hh for (lv, ix), hh in stored.items() if lv == level and lo <= ix < hi}
 
+    calls = []
+
+    def fetch_many(leaf_ranges, node_ranges):
+        calls.append(1)
+        got = {i: leaves[i] for lo, hi in leaf_ranges for i in range(lo, hi)}
+        assert all(i >= cut for i in got), "a vacuumed leaf was read"
+        return got, {(lv, ix): hh for (lv, ix), hh in stored.items()
+                     if any(lv == level and lo <= ix < hi for level, lo, hi in node_ranges)}
+
     view = TreeView(n, fetch_leaves, fetch_nodes, base=base)
+    batched = TreeView(n, fetch_leaves, fetch_nodes, base=base, fetch_many=fetch_many)
     plain = TreeView.of_leaves(leaves)
     assert view.root() == plain.root() == full.root()
     if cut < n:
         index = data.draw(st.integers(cut, n - 1))
         assert view.inclusion_proof(index) == plain.inclusion_proof(index)
+        fetched.clear()
+        calls.clear()
+        assert batched.inclusion_proof(index) == plain.inclusion_proof(index)
+        assert len(calls) <= 1 and not fetched  # one round trip, no block-by-block reads
     m = data.draw(st.integers(max(cut, 1), n))
     assert view.consistency_proof(m) == plain.consistency_proof(m)
+    assert batched.consistency_proof(m) == plain.consistency_proof(m)
     if cut >= 2:  # leaf 0 is gone and is no peak of the vacuumed prefix
         with pytest.raises(ProofUnavailable):
             TreeView(n, fetch_leaves, None, base=base).node(0, 0)

@@ -310,7 +310,25 @@ def tree_view(store, size: int, *, use_stored_nodes: bool = True) -> TreeView:
                                  "AND idx < %s", (level, lo, hi))
         return {int(i): bytes.fromhex(h) for i, h in rows}
 
-    return TreeView(size, fetch_leaves, fetch_nodes if use_stored_nodes else None, base=base)
+    def fetch_many(leaf_ranges: list, node_ranges: list):
+        # One round trip for a whole proof: leaves as level -1 rows, stored nodes with their level.
+        parts, params = [], []
+        for lo, hi in leaf_ranges:
+            parts.append("SELECT -1, chain_seq - 1, leaf_hash FROM egress_log WHERE chain_seq > %s AND chain_seq <= %s")
+            params += [lo, hi]
+        if use_stored_nodes:
+            for level, lo, hi in node_ranges:
+                parts.append("SELECT level, idx, hash FROM mna_merkle_nodes WHERE level = %s AND idx >= %s AND idx < %s")
+                params += [level, lo, hi]
+        leaves, nodes = {}, {}
+        for level, idx, h in store.execute_raw(" UNION ALL ".join(parts), params) if parts else ():
+            if level < 0:
+                leaves[int(idx)] = bytes.fromhex(h)
+            else:
+                nodes[(int(level), int(idx))] = bytes.fromhex(h)
+        return leaves, nodes
+
+    return TreeView(size, fetch_leaves, fetch_nodes if use_stored_nodes else None, base=base, fetch_many=fetch_many)
 
 
 def recompute_root(store, size: int) -> tuple[bytes, bytes | None]:

@@ -11,7 +11,8 @@ and the tree of ``n`` leaves splits at the largest power of two smaller than ``n
   from callbacks: leaf hashes from the journal, perfect-subtree hashes persisted every ``STRIDE``
   levels, and the peaks of a vacuumed prefix.  A node is fetched in aligned blocks of
   ``2**STRIDE`` and cached, so one proof at 1M leaves costs about ``levels / STRIDE`` block reads
-  and a few hundred hashes.
+  and a few hundred hashes; with ``fetch_many`` every leaf and stored node a proof reads comes back
+  from storage in a single round trip (what matters on PostgreSQL).
 * ``verify_inclusion`` / ``verify_consistency`` — RFC 9162 §2.1.3.2 and §2.1.4.2 verbatim.
 """
 
@@ -113,6 +114,8 @@ def root_of(leaves: Sequence[bytes]) -> bytes:
 
 LeafFetcher = Callable[[int, int], Sequence[bytes]]  # (lo, hi) -> leaf hashes of [lo, hi)
 NodeFetcher = Callable[[int, int, int], dict]  # (level, lo, hi) -> {index: hash} of stored nodes
+# ([(lo, hi) leaf ranges], [(level, lo, hi) stored-node ranges]) -> ({leaf index: hash}, {(level, index): hash})
+ManyFetcher = Callable[[list, list], tuple[dict, dict]]
 
 
 class TreeView:
@@ -124,12 +127,13 @@ class TreeView:
     """
 
     def __init__(self, size: int, fetch_leaves: LeafFetcher, fetch_nodes: NodeFetcher | None = None, *,
-                 base: CompactRange | None = None, stride: int = STRIDE) -> None:
+                 base: CompactRange | None = None, stride: int = STRIDE, fetch_many: ManyFetcher | None = None) -> None:
         if size < 0:
             raise ValueError("negative tree size")
         self.size = size
         self._fetch_leaves = fetch_leaves
         self._fetch_nodes = fetch_nodes
+        self._fetch_many = fetch_many
         self.stride = stride
         self.base_size = 0
         self._known: dict[tuple[int, int], bytes] = {}
@@ -200,25 +204,67 @@ class TreeView:
         return hash_children(self.range_hash(lo, lo + k), self.range_hash(lo + k, hi))
 
     def root(self) -> bytes:
-        return EMPTY_ROOT if self.size == 0 else self.range_hash(0, self.size)
+        return EMPTY_ROOT if self.size == 0 else self._hash_ranges([(0, self.size)])[0]
+
+    # -- batching: one storage round trip per proof ----------------------------------------------
+    @staticmethod
+    def _perfect_nodes(lo: int, hi: int, out: list) -> None:
+        n = hi - lo
+        if n & (n - 1) == 0 and lo % n == 0:
+            out.append((n.bit_length() - 1, lo // n))
+            return
+        k = largest_power_of_two_below(n)
+        TreeView._perfect_nodes(lo, lo + k, out)
+        TreeView._perfect_nodes(lo + k, hi, out)
+
+    def _prefetch(self, ranges: list[tuple[int, int]]) -> None:
+        """Ask ``fetch_many`` once for every stored node and leaf the ranges' hashes will read."""
+        if self._fetch_many is None:
+            return
+        nodes: list[tuple[int, int]] = []
+        for lo, hi in ranges:
+            self._perfect_nodes(lo, hi, nodes)
+        leaf_ranges, node_ranges = [], []
+        for level, index in nodes:
+            if (level, index) in self._known:
+                continue
+            base = level - level % self.stride if self._fetch_nodes is not None else 0
+            lo, hi = index << (level - base), (index + 1) << (level - base)
+            if base == 0:
+                lo = max(lo, self.base_size)
+                if lo < hi:
+                    leaf_ranges.append((lo, hi))
+            else:
+                node_ranges.append((base, lo, hi))
+        if not leaf_ranges and not node_ranges:
+            return
+        leaves, stored = self._fetch_many(leaf_ranges, node_ranges)
+        for i, h in leaves.items():
+            self._known.setdefault((0, i), h)
+        for key, h in stored.items():
+            self._known.setdefault(key, h)
+
+    def _hash_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        self._prefetch(ranges)
+        return [self.range_hash(lo, hi) for lo, hi in ranges]
 
     # -- proofs --------------------------------------------------------------------------------
     def inclusion_proof(self, index: int) -> list[bytes]:
         """RFC 9162 §2.1.3.1 PATH(index, D[size])."""
         if not 0 <= index < self.size:
             raise ValueError(f"leaf index {index} outside a tree of size {self.size}")
-        path: list[bytes] = []
+        ranges: list[tuple[int, int]] = []
         lo, hi, m = 0, self.size, index
         while hi - lo > 1:
             k = largest_power_of_two_below(hi - lo)
             if m < k:
-                path.append(self.range_hash(lo + k, hi))
+                ranges.append((lo + k, hi))
                 hi = lo + k
             else:
-                path.append(self.range_hash(lo, lo + k))
+                ranges.append((lo, lo + k))
                 lo, m = lo + k, m - k
-        path.reverse()
-        return path
+        ranges.reverse()
+        return self._hash_ranges(ranges)
 
     def consistency_proof(self, old_size: int) -> list[bytes]:
         """RFC 9162 §2.1.4.1 PROOF(old_size, D[size])."""
@@ -226,20 +272,20 @@ class TreeView:
             raise ValueError(f"old size {old_size} outside 0..{self.size}")
         if old_size == 0 or old_size == self.size:
             return []
-        proof: list[bytes] = []
+        ranges: list[tuple[int, int]] = []
         lo, hi, m, complete = 0, self.size, old_size, True
         while m != hi - lo:
             k = largest_power_of_two_below(hi - lo)
             if m <= k:
-                proof.append(self.range_hash(lo + k, hi))
+                ranges.append((lo + k, hi))
                 hi = lo + k
             else:
-                proof.append(self.range_hash(lo, lo + k))
+                ranges.append((lo, lo + k))
                 lo, m, complete = lo + k, m - k, False
         if not complete:
-            proof.append(self.range_hash(lo, hi))
-        proof.reverse()
-        return proof
+            ranges.append((lo, hi))
+        ranges.reverse()
+        return self._hash_ranges(ranges)
 
 
 # --- verification (RFC 9162 §2.1.3.2, §2.1.4.2) -----------------------------------------------------
