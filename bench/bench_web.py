@@ -108,6 +108,34 @@ def _events(start_index: int, count: int, t0: int, per_row_us: float, rng: rando
     return out
 
 
+def use_bench_key(key_dir: str) -> None:
+    """A checkpoint key and witness file for the benchmark journal (kept in ``key_dir``)."""
+    import base64
+
+    os.makedirs(key_dir, exist_ok=True)
+    seed_path = os.path.join(key_dir, "signing.seed")
+    if not os.path.exists(seed_path):
+        with open(seed_path, "w") as fh:
+            fh.write(base64.b64encode(os.urandom(32)).decode())
+    with open(seed_path) as fh:
+        os.environ["MNA_SIGNING_KEY"] = fh.read().strip()
+    os.environ["MNA_SIGNING_KEY_NAME"] = "bench-web"
+    label = "".join(c if c.isalnum() else "_" for c in os.environ.get("MNA_BENCH_DSN", ""))[-60:]
+    os.environ["MNA_WITNESS_FILE"] = os.path.join(key_dir, f"witness-{label}.jsonl")
+
+
+def checkpoint_journal(dsn: str, key_dir: str) -> None:
+    from mit_network_audit.journal import checkpoint
+
+    os.environ["MNA_BENCH_DSN"] = dsn
+    use_bench_key(key_dir)
+    store = open_store(dsn)
+    t = time.perf_counter()
+    cp = checkpoint.make_checkpoint(store)
+    print(f"checkpoint of {cp.size:,} rows signed in {time.perf_counter() - t:.1f}s")
+    store.close()
+
+
 def build(dsn: str, rows: int) -> None:
     store = open_store(dsn)
     if getattr(store, "kind", "") == "sqlite":
@@ -144,24 +172,57 @@ def _pctl(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def measure(dsn: str, repeat: int, out_json: str | None) -> dict:
-    from starlette.testclient import TestClient
+def aggregated_groups(store, since_us: int, until_us: int, where: str = "", params: tuple = ()) -> list[dict]:
+    """Experiment for a change request to report/trust.py: the same groups as ``trust._groups``, but
+    merged across hourly buckets by the database (one row per key instead of one per key per hour).
+    The verdict rules need only sums, maxima and the seq range of each key, so the report is the same
+    (tests compare the two) and the rows loaded into Python drop by up to the number of hours."""
+    from mit_network_audit.report import rollup
 
-    from mit_network_audit.web.auth import Accounts
-    from mit_network_audit.web.server import create_dashboard
+    p = "%s" if getattr(store, "kind", "") == "postgres" else "?"
+    low = (since_us // rollup.HOUR_US) * rollup.HOUR_US
+    key = [k for k in rollup.KEY if k != "bucket_us"]
+    aggs = ("sum(n)", "sum(req_bytes)", "sum(resp_bytes)", "max(max_req_bytes)", "sum(lost)", "min(first_seq)",
+            "max(last_seq)", "min(first_us)", "max(last_us)")
+    rows = store.execute_raw(
+        f"SELECT min(bucket_us), {', '.join(key)}, {', '.join(aggs)} FROM mna_rollup "
+        f"WHERE bucket_us >= {p} AND bucket_us < {p} {where} GROUP BY {', '.join(key)}", (low, until_us, *params))
+    cols = ("bucket_us", *key, "n", "req_bytes", "resp_bytes", "max_req_bytes", "lost", "first_seq", "last_seq",
+            "first_us", "last_us")
+    return [dict(zip(cols, r, strict=True)) for r in rows]
 
-    store = open_store(dsn)
-    accounts = Accounts(store)
-    if not accounts.get("bench"):
-        accounts.add("bench", "officer", "bench-password-1")
-    head = store.max_seq()
-    app = create_dashboard(dsn)
-    client = TestClient(app, base_url="http://127.0.0.1")
+
+def _logged_in(client):
     form = client.get("/login").text
     csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
     r = client.post("/login", data={"username": "bench", "password": "bench-password-1", "csrf": csrf},
                     follow_redirects=False)
     assert r.status_code == 303, r.text
+    return client
+
+
+def measure(dsn: str, repeat: int, out_json: str | None, key_dir: str) -> dict:
+    from starlette.testclient import TestClient
+
+    from mit_network_audit.web.auth import Accounts
+    from mit_network_audit.web.server import create_dashboard
+
+    os.environ["MNA_BENCH_DSN"] = dsn
+    use_bench_key(key_dir)
+    store = open_store(dsn)
+    accounts = Accounts(store)
+    if not accounts.get("bench"):
+        accounts.add("bench", "officer", "bench-password-1")
+    head = store.max_seq()
+    # The journal has a module POSTing to the vendor's update endpoint (GET only in the shipped
+    # catalogue) every hour: an alarm line per hour, the report's worst case.  A second app reads the
+    # same journal with a catalogue that allows it, which is the all-clear (well: review) case.
+    allow = os.path.join(key_dir, "allow-updates-post.toml")
+    with open(allow, "w") as fh:
+        fh.write('[[component]]\nname = "mit-updates"\nclass = "vendor"\nhosts = ["updates.mit-vendor.example"]\n'
+                 'methods = ["GET", "POST"]\nmax_request_bytes = 2048\n')
+    client = _logged_in(TestClient(create_dashboard(dsn), base_url="http://127.0.0.1"))
+    clean = _logged_in(TestClient(create_dashboard(dsn, catalogue_paths=[allow]), base_url="http://127.0.0.1"))
     rng = random.Random(7)
     some_host, some_addon = "api.stripe.com", "crm_mail_sync"
     cases = {
@@ -169,6 +230,12 @@ def measure(dsn: str, repeat: int, out_json: str | None) -> dict:
         "Trust Report 7d": ("report", lambda: "/report?since=7d"),
         "Trust Report 30d": ("report", lambda: "/report?since=30d"),
         "API report 24h": ("report", lambda: "/api/report?since=24h"),
+        "Trust Report 24h, no alarm": ("clean", lambda: "/report?since=24h"),
+        "Trust Report 7d, no alarm": ("clean", lambda: "/report?since=7d"),
+        "Trust Report 30d, no alarm": ("clean", lambda: "/report?since=30d"),
+        "[experiment] Trust Report 24h, SQL-merged hours": ("merged", lambda: "/report?since=24h"),
+        "[experiment] Trust Report 30d, SQL-merged hours": ("merged", lambda: "/report?since=30d"),
+        "[experiment] Trust Report 30d, no alarm, SQL-merged": ("merged-clean", lambda: "/report?since=30d"),
         "Audit Log all": ("log", lambda: "/log"),
         "Audit Log vendor-bound": ("log", lambda: "/log?filter=vendor"),
         "Audit Log outbound": ("log", lambda: "/log?filter=outbound"),
@@ -181,27 +248,39 @@ def measure(dsn: str, repeat: int, out_json: str | None) -> dict:
         "Audit Log vendor page deep": ("log", lambda: f"/log?filter=vendor&before={rng.randint(1, head)}"),
         "Audit Log all page deep": ("log", lambda: f"/log?before={rng.randint(1, head)}"),
         "Audit Log errors+host": ("log", lambda: f"/log?filter=errors&host={some_host}"),
+        "Audit Log vendor+host (no match)": ("worst", lambda: f"/log?filter=vendor&host={some_host}"),
         "Audit Log search (q)": ("search", lambda: "/log?q=stripe"),
-        "Audit Log groups by host": ("log", lambda: "/log/groups?by=host&since=24h"),
+        "Audit Log grouped by host 24h": ("groups", lambda: "/log/groups?by=host&since=24h"),
+        "Audit Log grouped by addon 7d": ("groups", lambda: "/log/groups?by=addon&since=7d"),
+        "Audit Log grouped by host 30d": ("groups", lambda: "/log/groups?by=host&since=30d"),
         "Forensic record": ("row", lambda: f"/row/{rng.randint(1, head)}"),
         "API row": ("row", lambda: f"/api/rows/{rng.randint(1, head)}"),
+        "Prove this row": ("proof", lambda: f"/row/{rng.randint(1, head)}/proof"),
+        "Signed export page": ("export", lambda: "/export"),
         "Traffic Summary 24h": ("summary", lambda: "/summary?since=24h"),
         "Traffic Summary 7d": ("summary", lambda: "/summary?since=7d"),
     }
     results = {}
-    for name, (_kind, url) in cases.items():
+    from mit_network_audit.report import trust
+
+    original_groups = trust._groups
+    for name, (kind, url) in cases.items():
         times = []
-        client.get(url())  # warm the page cache and the rollup once; the first hit is reported separately
+        http = clean if kind in ("clean", "merged-clean") else client
+        trust._groups = aggregated_groups if kind.startswith("merged") else original_groups
+        http.get(url())  # warm the page cache and the rollup once; the first hit is reported separately
         for _ in range(repeat):
             u = url()
             t = time.perf_counter()
-            resp = client.get(u)
+            resp = http.get(u)
             times.append((time.perf_counter() - t) * 1000)
             if resp.status_code != 200:
                 raise SystemExit(f"{u}: HTTP {resp.status_code}: {resp.text[:300]}")
-        results[name] = {"p50": statistics.median(times), "p95": _pctl(times, 0.95), "max": max(times)}
+        results[name] = {"p50": statistics.median(times), "p95": _pctl(times, 0.95), "max": max(times),
+                         "bytes": len(resp.content)}
         print(f"{name:38s} p50 {results[name]['p50']:8.1f} ms   p95 {results[name]['p95']:8.1f} ms"
               f"   max {results[name]['max']:8.1f} ms", flush=True)
+    trust._groups = original_groups
     summary = {"dsn_kind": getattr(store, "kind", "?"), "rows": head, "repeat": repeat, "results": results}
     if out_json:
         with open(out_json, "w") as fh:
@@ -215,15 +294,23 @@ def main(argv=None) -> int:
     b = sub.add_parser("build")
     b.add_argument("--db", required=True)
     b.add_argument("--rows", type=int, default=10_000_000)
+    b.add_argument("--key-dir", default="/tmp/mna-bench-web-keys")
     m = sub.add_parser("measure")
     m.add_argument("--db", required=True)
     m.add_argument("--repeat", type=int, default=40)
     m.add_argument("--json")
+    m.add_argument("--key-dir", default="/tmp/mna-bench-web-keys")
+    c = sub.add_parser("checkpoint", help="sign a checkpoint of the journal (for the proof page)")
+    c.add_argument("--db", required=True)
+    c.add_argument("--key-dir", default="/tmp/mna-bench-web-keys")
     args = parser.parse_args(argv)
     if args.cmd == "build":
         build(args.db, args.rows)
+        checkpoint_journal(args.db, args.key_dir)
+    elif args.cmd == "checkpoint":
+        checkpoint_journal(args.db, args.key_dir)
     else:
-        measure(args.db, args.repeat, args.json)
+        measure(args.db, args.repeat, args.json, args.key_dir)
     return 0
 
 
