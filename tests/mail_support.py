@@ -367,11 +367,16 @@ def start_ftp(home: str, certs: Certs | None = None):
     import logging
 
     logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
-    server = ThreadedFTPServer(("127.0.0.1", 0), Handler)
+    from pyftpdlib.ioloop import IOLoop
+
+    # each server gets its own loop: two servers on pyftpdlib's shared default loop, served from two
+    # threads, close each other's sockets
+    server = ThreadedFTPServer(("127.0.0.1", 0), Handler, ioloop=IOLoop())
+    server.mna_port = server.address[1]
     server.max_cons = 512
     threading.Thread(target=server.serve_forever, kwargs={"handle_exit": False}, daemon=True).start()
     return server
 
 
 def ftp_port(server) -> int:
-    return server.address[1]
+    return server.mna_port
