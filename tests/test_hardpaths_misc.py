@@ -244,3 +244,28 @@ def test_socket_connected_before_install_is_not_seen(tcp_server):
     finally:
         mna.uninstall()
     assert sink.events == []
+
+
+def test_mail_evasions_fall_back_to_the_socket_backstop(sink, smtp_server):
+    """A fresh copy of smtplib (never patched), or SMTP.connect restored behind our back: the session
+    loses its verbs, but the connection is still a row — a raw ``socket`` row with its bytes."""
+    import importlib.util
+    import smtplib
+
+    spec = importlib.util.find_spec("smtplib")
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    s = fresh.SMTP("127.0.0.1", smtp_server, timeout=10)
+    s.noop()
+    s.quit()
+    wrapper = smtplib.SMTP.connect
+    smtplib.SMTP.connect = wrapper.__mna_original__
+    try:
+        t = smtplib.SMTP("127.0.0.1", smtp_server, timeout=10)
+        t.noop()
+        t.quit()
+    finally:
+        smtplib.SMTP.connect = wrapper
+    rows = [e for e in sink.events if e.direction == "outbound"]
+    assert [(e.channel, e.protocol, e.dest_port) for e in rows] == [("socket", "tcp", smtp_server)] * 2
+    assert all(e.req_bytes > 0 and e.resp_bytes > 0 for e in rows)
