@@ -167,3 +167,19 @@ def test_uninstall_restores_every_original():
     finally:
         mna.uninstall()
     assert all(o.__dict__.get(n) is before[(id(o), n)] for o, n in targets)
+
+
+def test_bad_arguments_raise_what_they_raise_without_us(sink):
+    def errors():
+        out = []
+        for bad in (lambda: subprocess.Popen(), lambda: subprocess.Popen(12345), lambda: os.posix_spawn("x"),
+                    lambda: os.system()):
+            try:
+                bad()
+            except Exception as exc:  # noqa: BLE001 - we compare what the caller sees
+                out.append((type(exc), str(exc)))
+        return out
+
+    audited = errors()
+    mna.uninstall()
+    assert audited == errors()

@@ -202,7 +202,11 @@ def _spawning(method: str, fields_of, original, *, exec_like=False, status_of=No
     def wrapper(*args, **kwargs):
         if not capture.runtime.active or _busy.get() or capture.current() is not None:
             return original(*args, **kwargs)
-        call = _begin(method, fields_of(*args, **kwargs))
+        try:
+            fields = fields_of(*args, **kwargs)
+        except Exception:  # odd arguments: the original raises its own error, we only lose the details
+            fields = {}
+        call = _begin(method, fields)
         if call is None:
             return original(*args, **kwargs)
         if env_index is not None:
