@@ -13,6 +13,7 @@ Reads the rollup (never scans the journal); the few evidence rows it names are f
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -89,8 +90,11 @@ def build_report(store, since_us: int, until_us: int | None = None, *, catalogue
         lines.append(Line("alarm", "chain", f"the journal does not verify: {verify_result.message}",
                           1, [verify_result.first_bad_seq] if verify_result.first_bad_seq else []))
     for check in trust_checks:
+        # A failed check is an alarm; a passing one may still ask for review (e.g. checkpoint freshness).
         if not check.get("ok", True):
             lines.append(Line("alarm", check.get("name", "checkpoint"), check.get("message", "check failed")))
+        elif check.get("level") == "review":
+            lines.append(Line("review", check.get("name", "checkpoint"), check.get("message", "")))
 
     vendor = [g for g in groups if g["vendor_bound"] and g["direction"] == "outbound"]
     for g in vendor:
@@ -159,6 +163,8 @@ def build_report(store, since_us: int, until_us: int | None = None, *, catalogue
                           + (" …" if len(hosts) > 8 else "") + " — add them to the catalogue if they are expected",
                           n, _evidence(store, f"dest_class = 'unknown' AND direction = 'outbound' AND logged_at_us >= {p}",
                                        (since_us,)), {"hosts": hosts[:50]}))
+    if not any(x.rule in ("checkpoint freshness", "checkpoint_stale") for x in lines):
+        lines += _checkpoint_freshness(store, now_us)
     if (store.meta_get("setting.forensic.enabled") or "").lower() in ("1", "true", "on"):
         lines.append(Line("review", "forensic_capture_on", "forensic body capture is switched on"))
 
@@ -167,6 +173,35 @@ def build_report(store, since_us: int, until_us: int | None = None, *, catalogue
         lines.append(Line("info", "all_clear", f"only licence-shaped metadata went to {catalogue.vendor_name}; "
                           "every other destination is a provider, your own network or this machine"))
     return Report(verdict, since_us, until_us, catalogue.vendor_name, lines, _summary(groups))
+
+
+def _checkpoint_freshness(store, now_us: int, stale_after_us: int | None = None) -> list[Line]:
+    """Review when the newest signed checkpoint is old and rows were written since.
+
+    Reads one row of the checkpoint table (no Merkle recomputation: that is `verify`'s job).  A
+    journal without a checkpoint table, or without any checkpoint yet, is not flagged: signing is
+    an opt-in the operator turns on with `mit-network-audit keys` / `checkpoint`.
+    """
+    if stale_after_us is None:
+        stale_after_us = int(float(os.environ.get("MNA_CHECKPOINT_STALE_S", "86400")) * 1_000_000)
+    pg = getattr(store, "kind", "") == "postgres"
+    exists = store.execute_raw("SELECT to_regclass('mna_checkpoints') IS NOT NULL" if pg else
+                               "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'mna_checkpoints'")
+    if not exists or not exists[0][0]:
+        return []
+    newest = store.execute_raw("SELECT tree_size, signed_at_us FROM mna_checkpoints ORDER BY tree_size DESC LIMIT 1")
+    if not newest:
+        return []
+    size, signed_at_us = int(newest[0][0]), int(newest[0][1])
+    head = store.max_seq()
+    if head <= size or now_us - signed_at_us <= stale_after_us:
+        return []
+    hours = (now_us - signed_at_us) / 3_600_000_000
+    return [Line("review", "checkpoint_stale",
+                 f"the newest signed checkpoint is {hours:.0f} h old and {head - size:,} newer row(s) are not yet "
+                 "covered by a signature — run `mit-network-audit checkpoint`", head - size,
+                 [size + 1] if size + 1 <= head else [],
+                 {"checkpoint_tree_size": size, "signed_at_us": signed_at_us, "head_seq": head})]
 
 
 def _process_health(store, since_us: int, now_us: int) -> list[Line]:
