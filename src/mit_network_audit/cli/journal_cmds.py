@@ -149,4 +149,11 @@ def _trust_checks(store) -> list[dict]:
         checkpoint = None
     if checkpoint is not None and hasattr(checkpoint, "verify_checks"):
         checks.extend(checkpoint.verify_checks(store))
+    if store.meta_get("rollup_seq") is not None:  # a rollup exists: its totals must match the journal
+        from ..report import rollup
+
+        try:
+            checks.append(rollup.consistency(store))
+        except Exception as exc:
+            checks.append({"name": "rollup", "ok": False, "message": f"rollup check failed: {type(exc).__name__}"})
     return checks
