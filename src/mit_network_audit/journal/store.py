@@ -75,6 +75,12 @@ class Store(Protocol):
     def min_seq(self) -> int | None:
         """Lowest chain_seq still stored (rows below were removed by a retention vacuum)."""
 
+    def max_seq(self) -> int:
+        """Highest chain_seq (0 for an empty journal)."""
+
+    def iter_raw(self, start_seq: int = 1, end_seq: int | None = None, batch: int = 10_000) -> Iterator[tuple]:
+        """Stored tuples in column order (``schema.COLUMNS``), oldest first: verify's fast path."""
+
     # --- key/value metadata kept with the journal (journal id, rollup watermark, settings) ----
     def meta_get(self, key: str) -> str | None: ...
 
