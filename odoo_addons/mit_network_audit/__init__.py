@@ -1,0 +1,5 @@
+from . import models
+from .glue import post_load
+from .hooks import post_init_hook, uninstall_hook
+
+__all__ = ["models", "post_init_hook", "post_load", "uninstall_hook"]

@@ -1,0 +1,92 @@
+"""Glue between Odoo and the mit_network_audit package.
+
+``post_load()`` is idempotent: Odoo calls it on the module's first import (server-wide ``--load``
+and Apps install alike) and ``ir.http._register_hook`` calls it again after an Apps install in a
+running server.  It installs the interceptor with Odoo-aware collaborators and patches
+``odoo.http.Application.__call__`` on the *class* (``server.start()`` keeps the root object it
+was started with, so replacing ``odoo.http.root`` is not enough).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .marker import MARKER, mark_once, wrap_call_once  # noqa: F401  (re-exported for tests)
+
+_logger = logging.getLogger(__name__)
+_state: dict = {}
+
+
+def _dsn_for(dbname: str) -> str:
+    import odoo.sql_db
+    from psycopg.conninfo import make_conninfo
+
+    _db, info = odoo.sql_db.connection_info_for(dbname)
+    info = {k: v for k, v in info.items() if v not in (None, "", False) and k != "application_name"}
+    if "database" in info:  # psycopg2's keyword; libpq's is dbname
+        info["dbname"] = info.pop("database")
+    info["application_name"] = "mit_network_audit"
+    return make_conninfo(**info)
+
+
+def _default_db():
+    from odoo.tools import config
+
+    names = [n for n in (config.get("db_name") or "").split(",") if n.strip()]
+    return names[0].strip() if len(names) == 1 else None
+
+
+def _addons_paths():
+    import odoo.addons
+
+    return list(odoo.addons.__path__)
+
+
+def _patch_http() -> bool:
+    import odoo.http
+
+    from mit_network_audit.interceptor.inbound.wsgi import AuditWSGIMiddleware
+
+    def make_wrapper(original):
+        def __call__(self, environ, start_response):
+            middleware = getattr(self, "_mna_middleware", None)
+            if middleware is None:
+                def app(env, sr, _self=self):
+                    return original(_self, env, sr)
+                app.__module__ = "odoo.http"
+                middleware = AuditWSGIMiddleware(app, app_name="odoo")
+                try:
+                    self._mna_middleware = middleware
+                except Exception:
+                    pass
+            return middleware(environ, start_response)
+        return __call__
+
+    return wrap_call_once(odoo.http.Application, make_wrapper)
+
+
+def post_load() -> None:
+    """Start auditing this Odoo process; safe to call any number of times."""
+    import mit_network_audit.interceptor as interceptor
+
+    if not mark_once(interceptor, MARKER):
+        return
+    try:
+        from mit_network_audit.interceptor.redaction import load_or_create_salt
+
+        from .odoo_attribution import OdooAttributor
+        from .odoo_redaction import OdooRedaction
+        from .routing_sink import RoutingSink
+
+        sink = RoutingSink(_dsn_for, _default_db)
+        _state["sink"] = sink
+        interceptor.install(sink=sink, attributor=OdooAttributor(_addons_paths),
+                            redaction=OdooRedaction(load_or_create_salt()))
+        _patch_http()
+        _logger.info("mit_network_audit: interceptor installed (pid-wide), odoo.http patched")
+    except Exception:  # fail-open: Odoo starts whatever happens here
+        _logger.exception("mit_network_audit: post_load failed; this process is NOT audited")
+
+
+def current_sink():
+    return _state.get("sink")
