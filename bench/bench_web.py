@@ -138,18 +138,15 @@ def checkpoint_journal(dsn: str, key_dir: str) -> None:
 
 def build(dsn: str, rows: int, *, defer_indexes: bool = False) -> None:
     store = open_store(dsn)
-    deferred: list[str] = []
     if getattr(store, "kind", "") == "sqlite":
         store.conn.execute("PRAGMA cache_size=-1000000")  # 1 GB page cache: random-key indexes at 10M rows
         if defer_indexes:
-            # Classic bulk load: drop the secondary indexes (the store's own DDL), append, then build each
-            # index once from sorted data.  The finished file is the same as one built row by row; the
-            # random-key UNIQUE indexes (event_id, prev_hash) are what makes row-by-row slow past ~3M rows.
-            deferred = [r[1] for r in store.conn.execute(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'egress_log' "
-                "AND sql IS NOT NULL").fetchall()]
-            for name, in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND "
-                                            "tbl_name = 'egress_log' AND sql IS NOT NULL").fetchall():
+            # Classic bulk load: drop the secondary indexes, append, then build each index once from
+            # sorted data (below).  The random-key UNIQUE indexes (event_id, prev_hash) are what makes
+            # row-by-row loading slow past a few million rows.  NB: on a slow disk, dropping the
+            # indexes of a large existing file costs minutes itself — use it from the start.
+            for (name,) in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND "
+                                              "tbl_name = 'egress_log' AND sql IS NOT NULL").fetchall():
                 store.conn.execute(f"DROP INDEX {name}")
     have = store.max_seq()
     meta = store.meta_get("bench.t0")
@@ -166,11 +163,15 @@ def build(dsn: str, rows: int, *, defer_indexes: bool = False) -> None:
         if done % 500_000 < BATCH or done == rows:
             rate = (done - have) / (time.perf_counter() - started)
             print(f"{done:,} rows  ({rate:,.0f} rows/s)", flush=True)
-    if deferred:
+    if getattr(store, "kind", "") == "sqlite":
+        # Deferred (or interrupted) index drops: (re)build every index of the store's own DDL.
+        from mit_network_audit.journal.sqlite import DDL
+
         t = time.perf_counter()
-        for sql in deferred:
+        statements = [s.strip() for s in DDL.split(";") if "INDEX IF NOT EXISTS" in s]
+        for sql in statements:
             store.conn.execute(sql)
-        print(f"{len(deferred)} indexes rebuilt in {time.perf_counter() - t:.1f}s", flush=True)
+        print(f"indexes present ({len(statements)}; {time.perf_counter() - t:.1f}s)", flush=True)
     from mit_network_audit.report import rollup
 
     t = time.perf_counter()
