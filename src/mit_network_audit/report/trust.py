@@ -154,14 +154,15 @@ def build_report(store, since_us: int, until_us: int | None = None, *, catalogue
                           _evidence(store, f"channel = 'audit' AND direction <> 'internal' AND logged_at_us >= {p}",
                                     (since_us,))))
     lines += _process_health(store, since_us, now_us)
-    unknown = [g for g in groups if g["dest_class"] == "unknown" and g["direction"] == "outbound"]
+    # a process spawned without any host in its arguments is not a network destination
+    unknown = [g for g in groups if g["dest_class"] == "unknown" and g["direction"] == "outbound" and g["host"]]
     if unknown:
         n = sum(int(g["n"]) for g in unknown)
         hosts = sorted({g["host"] for g in unknown})
         lines.append(Line("review", "unknown_destinations",
                           f"{n} call(s) to {len(hosts)} destination(s) of unknown class: {', '.join(hosts[:8])}"
                           + (" …" if len(hosts) > 8 else "") + " — add them to the catalogue if they are expected",
-                          n, _evidence(store, f"dest_class = 'unknown' AND direction = 'outbound' AND logged_at_us >= {p}",
+                          n, _evidence(store, f"dest_class = 'unknown' AND direction = 'outbound' AND host IS NOT NULL AND host <> '' AND logged_at_us >= {p}",
                                        (since_us,)), {"hosts": hosts[:50]}))
     if not any(x.rule in ("checkpoint freshness", "checkpoint_stale") for x in lines):
         lines += _checkpoint_freshness(store, now_us)
