@@ -133,3 +133,20 @@ def test_vacuum_cli(tmp_path, key_env):  # noqa: F811
     assert parse_age("2w") == 14 * 86400
     with pytest.raises(ValueError):
         parse_age("ninety days")
+
+
+def test_postgres_delete_that_sets_the_vacuum_setting_itself_is_caught(trust_pg, key_env):  # noqa: F811
+    """The journal's PostgreSQL guard trusts ``mna.vacuum_cut``, which any session may set (see the
+    change request in the trust-anchor report); the anchor check still catches such a delete."""
+    import psycopg
+
+    store = open_store(trust_pg)
+    store.append(events(30))
+    ckpt.make_checkpoint(store)
+    with psycopg.connect(trust_pg) as conn:  # a transaction, like the vacuum's
+        conn.execute("SELECT set_config('mna.vacuum_cut', '11', true)")
+        conn.execute("DELETE FROM egress_log WHERE chain_seq < 11")
+    assert store.min_seq() == 11
+    alarms = {c["name"]: c["message"] for c in ckpt.verify_trust(store) if not c["ok"]}
+    assert "no valid retention anchor" in alarms["retention anchor"], alarms
+    store.close()
