@@ -49,6 +49,10 @@ class Runtime:
     classifier = None
     disabled: frozenset[str] = frozenset()
     pipeline: tuple = ()
+    # Forensic body capture, off (None) by default.  When set, an object with
+    # ``feed(call, chunk)`` (request body bytes as they stream; it keeps its state in
+    # ``call.tap_state``) and ``finish(call, event)`` (the row is built: store or drop the body).
+    body_tap = None
 
 
 runtime = Runtime()
@@ -63,7 +67,7 @@ class Call:
         "dest_ip", "dest_port", "src_ip", "src_port", "status", "outcome", "error",
         "req_bytes", "resp_bytes", "req_headers", "resp_headers", "owner", "detail",
         "started_at_us", "_t0", "_token", "_deferred", "_done", "_fingerprint", "verbs", "_holds", "_ended",
-        "layers",
+        "layers", "tap_state",
         "__weakref__",
     )
 
@@ -89,6 +93,7 @@ class Call:
         self._ended = False
         self.layers: list[str] | None = None  # inner libraries that carried the call (for ``via``)
         self._token = None
+        self.tap_state = None
         self.started_at_us = time.time_ns() // 1000
         self._t0 = time.perf_counter_ns()
 
@@ -111,6 +116,12 @@ class Call:
                 fp.update(chunk if isinstance(chunk, (bytes, bytearray, memoryview)) else str(chunk).encode())
         except Exception:
             counters["errors.fingerprint"] += 1
+        tap = runtime.body_tap
+        if tap is not None:
+            try:
+                tap.feed(self, chunk)
+            except Exception:
+                counters["errors.body_tap"] += 1
 
     def add_response_bytes(self, n: int) -> None:
         self.resp_bytes += n
@@ -304,6 +315,14 @@ def finish(call: Call) -> None:
         counters["errors.pipeline"] += 1
         counters["dropped"] += 1
         return
+    if call.tap_state is not None:
+        tap = runtime.body_tap
+        try:
+            if tap is not None:
+                tap.finish(call, event)
+        except Exception:
+            counters["errors.body_tap"] += 1
+        call.tap_state = None
     emit(event)
 
 
