@@ -1,0 +1,212 @@
+"""More HTTP channel evidence: retries, TLS failures, httpx/aiohttp attribution, canary and faults on the
+async libraries, attribution cross-talk between threads and tasks, streamed bodies closed early."""
+
+import asyncio
+import json
+import threading
+
+import pytest
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+import mit_network_audit as mna
+from acme_connector import async_clients, client
+
+CANARY = "CANARYq3Lp8Zr5Tw1Xc7Vb"
+
+
+def outbound(sink):
+    return [e for e in sink.events if e.direction == "outbound"]
+
+
+def _line(module, marker):
+    with open(module.__file__) as fh:
+        for number, text in enumerate(fh, 1):
+            if marker in text:
+                return number
+    raise AssertionError(marker)
+
+
+def test_retries_inside_one_requests_call_make_one_row(sink, http_server):
+    # urllib3 retries 503 twice under one HTTPAdapter.send: the requests row owns all attempts.
+    session = requests.Session()
+    retry = urllib3.Retry(total=2, status_forcelist=[503], backoff_factor=0, raise_on_status=True)
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    with pytest.raises(requests.exceptions.RetryError):
+        session.get(http_server + "/status/503")
+    rows = outbound(sink)
+    assert len(rows) == 1, [(e.channel, e.status) for e in rows]
+    assert rows[0].channel == "requests" and rows[0].outcome == "error"
+    assert rows[0].error == "requests.exceptions.RetryError"
+
+
+def test_urllib3_direct_retries_on_refused_one_row(sink):
+    pool = urllib3.PoolManager(retries=urllib3.Retry(total=2, backoff_factor=0))
+    with pytest.raises(urllib3.exceptions.MaxRetryError) as caught:
+        pool.request("GET", "http://127.0.0.1:9/")
+    rows = outbound(sink)
+    assert len(rows) == 1 and rows[0].channel == "urllib3"
+    assert rows[0].error == "urllib3.exceptions.MaxRetryError" and caught.value is not None
+
+
+def test_tls_failure_row_and_same_exception(sink, http_server):
+    # https against a plain-HTTP loopback server: the handshake fails.
+    https_url = http_server.replace("http://", "https://") + "/echo"
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(https_url, timeout=5)
+    rows = [e for e in outbound(sink) if e.channel == "requests"]
+    assert len(rows) == 1 and rows[0].outcome == "error" and rows[0].protocol == "https"
+    assert rows[0].error == "requests.exceptions.SSLError"
+
+
+def test_httpx_and_aiohttp_attributed_to_the_addon(sink, http_server):
+    import aiohttp
+    import httpx
+
+    assert async_clients.with_httpx(http_server + "/echo").content == b"response:-"
+
+    async def go():
+        async with httpx.AsyncClient() as c:
+            r = await async_clients.with_httpx_async(http_server + "/echo", c)
+        async with aiohttp.ClientSession() as s:
+            body = await async_clients.with_aiohttp(http_server + "/echo", s)
+        return r.content, body
+
+    assert asyncio.run(go()) == (b"response:-", b"response:-")
+    rows = outbound(sink)
+    assert [e.channel for e in rows] == ["httpx", "httpx", "aiohttp"]
+    assert {e.addon for e in rows} == {"acme_connector"}
+    sites = [e.call_site for e in rows]
+    assert sites == [
+        f"acme_connector/async_clients.py:{_line(async_clients, 'LINE_HTTPX')} in with_httpx",
+        f"acme_connector/async_clients.py:{_line(async_clients, 'LINE_HTTPX_ASYNC')} in with_httpx_async",
+        f"acme_connector/async_clients.py:{_line(async_clients, 'LINE_AIOHTTP')} in with_aiohttp",
+    ]
+
+
+def test_canary_never_in_httpx_or_aiohttp_events(sink, http_server):
+    import aiohttp
+    import httpx
+
+    url = f"{http_server}/api/{CANARY}/items?key={CANARY}&page=1"
+    headers = {"X-Api-Key": CANARY, "Authorization": f"Bearer {CANARY}"}
+    httpx.post(url, content=CANARY.encode(), headers=headers)
+
+    async def go():
+        async with httpx.AsyncClient() as c:
+            await c.post(url, content=CANARY.encode(), headers=headers)
+        async with aiohttp.ClientSession() as s:
+            async with s.post(url, data=CANARY.encode(), headers=headers) as r:
+                await r.read()
+
+    asyncio.run(go())
+    assert len(outbound(sink)) == 3
+    dumped = json.dumps([e.as_dict() for e in sink.events])
+    assert CANARY not in dumped and '"key"' in dumped
+
+
+class Boom:
+    def __getattr__(self, name):
+        raise RuntimeError("boom")
+
+
+class BoomSink:
+    def emit(self, event):
+        raise RuntimeError("sink down")
+
+
+@pytest.mark.parametrize("faulty", ["attributor", "redaction", "sink"])
+def test_faults_never_change_async_libraries(http_server, faulty):
+    import aiohttp
+    import httpx
+
+    def calls():
+        out = [httpx.post(http_server + "/echo", content=b"body-1").content]
+
+        async def go():
+            async with httpx.AsyncClient() as c:
+                out.append((await c.get(http_server + "/chunked")).content)
+            async with aiohttp.ClientSession() as s:
+                async with s.post(http_server + "/echo", data=b"x" * 10) as r:
+                    out.append(await r.read())
+                try:
+                    await s.get("http://127.0.0.1:9/")
+                except Exception as exc:
+                    out.append(type(exc))
+        asyncio.run(go())
+        try:
+            httpx.get("http://127.0.0.1:9/")
+        except Exception as exc:
+            out.append(type(exc))
+        return out
+
+    expected = calls()
+    kwargs = {"sink": mna.MemorySink()}
+    kwargs["sink" if faulty == "sink" else faulty] = BoomSink() if faulty == "sink" else Boom()
+    mna.install(**kwargs)
+    try:
+        assert calls() == expected
+    finally:
+        mna.uninstall()
+
+
+def test_threads_no_attribution_crosstalk(sink, http_server):
+    # Half the threads call through the addon, half from this module, all on one shared pool.
+    session = requests.Session()
+
+    def addon_worker(i):
+        for _ in range(50):
+            client.with_requests(f"{http_server}/echo?addon={i}")
+
+    def local_worker(i):
+        for _ in range(50):
+            session.get(f"{http_server}/echo?local={i}")
+
+    threads = [threading.Thread(target=addon_worker if i % 2 else local_worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows = outbound(sink)
+    assert len(rows) == 400
+    for e in rows:
+        expected = "acme_connector" if e.query_keys == ("addon",) else "test_http_more"
+        assert e.addon == expected, (e.query_keys, e.addon, e.call_site)
+
+
+def test_asyncio_tasks_no_attribution_crosstalk(sink, http_server):
+    import httpx
+
+    async def local(c, i):
+        return await c.get(f"{http_server}/echo?local={i}")
+
+    async def go():
+        async with httpx.AsyncClient(timeout=60) as c:
+            jobs = [async_clients.with_httpx_async(f"{http_server}/echo?addon={i}", c) if i % 2
+                    else local(c, i) for i in range(200)]
+            return await asyncio.gather(*jobs)
+
+    assert all(r.status_code == 200 for r in asyncio.run(go()))
+    rows = outbound(sink)
+    assert len(rows) == 200
+    for e in rows:
+        expected = "acme_connector" if e.query_keys == ("addon",) else "test_http_more"
+        assert e.addon == expected, (e.query_keys, e.addon)
+
+
+def test_stream_closed_early_still_one_row(sink, http_server):
+    with requests.get(http_server + "/chunked", stream=True) as r:
+        first = next(r.iter_content(3))
+    assert first == b"res"
+    rows = outbound(sink)
+    assert len(rows) == 1 and rows[0].status == 200 and rows[0].channel == "requests"
+
+
+def test_full_stack_with_socket_backstop_one_row(sink, http_server):
+    pytest.importorskip("mit_network_audit.interceptor.channels.socket")
+    session = requests.Session()
+    for _ in range(3):
+        session.get(http_server + "/echo")
+    rows = [e for e in sink.events if e.direction == "outbound"]
+    assert [e.channel for e in rows] == ["requests"] * 3  # no socket/urllib3/http.client rows
