@@ -7,11 +7,10 @@ import sys
 
 import pytest
 
-from web_support import CHROMIUM_ARGS, PASSWORD, LiveServer
+from web_support import CHROMIUM_ARGS, PASSWORD, SHOTS, LiveServer
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", "screenshots")
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,10 @@ import pytest
 
 from mit_network_audit.journal import checkpoint, merkle, open_store
 from web_live import PASSWORD, LiveDashboard, signing_env
-from web_support import CHROMIUM_ARGS
+from web_support import CHROMIUM_ARGS, SHOTS
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", "screenshots")
 
 
 @pytest.fixture(scope="module")

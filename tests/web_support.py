@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
@@ -16,6 +17,13 @@ from mit_network_audit.web.auth import Accounts
 
 PASSWORD = "correct horse battery"
 ROLES = ("viewer", "auditor", "officer")
+# Screenshots of the browser tests: under docs/ only when asked (MNA_UPDATE_SCREENSHOTS=1), so an
+# ordinary test run leaves the work tree clean.
+SHOTS = (os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "screenshots")
+         if os.environ.get("MNA_UPDATE_SCREENSHOTS") == "1"
+         else os.path.join(os.environ.get("TMPDIR", "/tmp"), "mna-screenshots"))
+os.makedirs(SHOTS, exist_ok=True)
+
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
