@@ -29,24 +29,15 @@ def key_env(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def trust_pg():
-    psycopg = pytest.importorskip("psycopg")
-    name = f"mna_trust_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {exc}")
-    admin.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
+def trust_pg(pg_dsn):
+    """A fresh PostgreSQL database (conftest's pg_dsn, under the name the trust tests use)."""
+    return pg_dsn
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def trust_dsn(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/journal.db"
-    return request.getfixturevalue("trust_pg")
+@pytest.fixture
+def trust_dsn(any_dsn):
+    """SQLite and PostgreSQL in turn (conftest's any_dsn)."""
+    return any_dsn
 
 
 def events(n: int, *, logged_at_us: int | None = None, host: str = "api.example") -> list[NetEvent]:
