@@ -1,26 +1,19 @@
 """The dashboard in real headless Chromium (Debian's, driven by Playwright): every page and role."""
 
 import os
-import shutil
-import subprocess
-import sys
 
 import pytest
 
-from web_support import CHROMIUM_ARGS, PASSWORD, SHOTS, LiveServer
+from web_support import PASSWORD, SHOTS, LiveServer, chromium_browser, need_chromium, run_demo
 
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory):
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (scripts/setup --test installs it)")
+    need_chromium()
     dsn = f"sqlite:///{tmp_path_factory.mktemp('demo')}/demo.db"
-    done = subprocess.run([sys.executable, "-m", "mit_network_audit.cli", "demo", "--db", dsn],
-                          capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr
+    run_demo(dsn)
     server = LiveServer(dsn)
     yield server
     server.stop()
@@ -28,11 +21,7 @@ def demo_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    yield from chromium_browser()
 
 
 def login(browser, server, role):

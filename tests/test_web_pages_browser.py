@@ -6,29 +6,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 
 import pytest
 
 from mit_network_audit.journal import checkpoint, merkle, open_store
 from web_live import PASSWORD, LiveDashboard, signing_env
-from web_support import CHROMIUM_ARGS, SHOTS
+from web_support import SHOTS, chromium_browser, need_chromium, run_demo
 
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed")
+    need_chromium()
     directory = tmp_path_factory.mktemp("webdemo")
     dsn = f"sqlite:///{directory}/demo.db"
-    done = subprocess.run([sys.executable, "-m", "mit_network_audit.cli", "demo", "--db", dsn],
-                          capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr
+    run_demo(dsn)
     with signing_env(str(directory)):
         store = open_store(dsn)
         checkpoint.make_checkpoint(store)
@@ -40,11 +33,7 @@ def demo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    yield from chromium_browser()
 
 
 def login(browser, server, role, start="/log/groups"):

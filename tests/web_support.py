@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 
+import pytest
 import requests
 import uvicorn
 
@@ -26,6 +30,28 @@ os.makedirs(SHOTS, exist_ok=True)
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def need_chromium() -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (scripts/setup --test installs it)")
+
+
+def chromium_browser():
+    """Generator for a module-scoped fixture: real headless Debian chromium through Playwright."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def run_demo(dsn: str) -> None:
+    """Write the demo journal (real loopback traffic under audit) into ``dsn``."""
+    done = subprocess.run([sys.executable, "-m", "mit_network_audit.cli", "demo", "--db", dsn],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
 
 
 def free_port() -> int:
