@@ -35,6 +35,10 @@ def open_store(dsn: str | None = None, *, create: bool = True) -> Store:
         except ImportError as exc:  # pragma: no cover - depends on the extra
             raise RuntimeError("PostgreSQL support needs the extra: pip install 'mit-network-audit[postgres]'") from exc
         return PostgresStore(dsn, create=create)
+    scheme = dsn.split("://", 1)[0].lower() if "://" in dsn else ""
+    if scheme not in ("", "sqlite"):
+        raise ValueError(f"unknown journal DSN scheme {scheme!r} in {dsn!r}: "
+                         "use a file path, sqlite:///path or postgresql://user@host/db")
     from .sqlite import SQLiteStore
 
     return SQLiteStore(dsn, create=create)
