@@ -17,6 +17,7 @@ from .. import interceptor
 from ..interceptor import capture
 from ..interceptor.event import internal_event
 from ..journal.sink import BatchingSink
+from . import forensic_boot
 
 _started = {"pid": None}
 
@@ -37,6 +38,7 @@ def start(dsn: str, disabled_channels=(), heartbeat_seconds: float = 60.0) -> Ba
     """Install the interceptor with a journal sink; emit a start row and heartbeats."""
     sink = BatchingSink(dsn)
     interceptor.install(sink=sink, classifier=classifier_or_none(), disabled_channels=disabled_channels)
+    forensic_boot.start(dsn)  # the body tap, only while forensic capture is switched on (never raises)
     _started["pid"] = os.getpid()
     capture.emit(internal_event("start", detail=_health_detail()))
     if heartbeat_seconds > 0:
