@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "trust_cmds",  # keys, checkpoint, export, verify-bundle, prove, vacuum
     "web_cmds",  # serve, user
     "settings_cmds",  # settings get/set
+    "forensic_cmds",  # forensic key init, list, read, purge
 )
 
 DB_HELP = "Journal DSN: a path, sqlite:///path or postgresql://... (default: $MNA_DB or the user data dir)."
