@@ -1,0 +1,182 @@
+"""Forensic body capture: ``forensic key init``, ``forensic status``, ``forensic list``, ``forensic read``,
+``forensic purge``.
+
+Switching capture on or off and its scope are settings (``settings set forensic.enabled=true`` ...).
+Every ``read`` first appends a ``forensic_read`` row to the journal (who, which event) and shows
+nothing if that row cannot be written.  Exit status: 0 success, 1 refused or not found, 2 usage/I-O.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+
+import click
+
+from ..journal import forensic
+from .common import db_option, format_us, open_or_exit
+
+
+def register(group: click.Group) -> None:
+    group.add_command(forensic_group)
+
+
+def _fail(message: str, code: int = 2):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group("forensic")
+def forensic_group() -> None:
+    """Forensic body capture (off by default; officers only; every read journaled)."""
+
+
+@forensic_group.group("key")
+def key_group() -> None:
+    """The AES-256 key bodies are encrypted with (kept outside the database)."""
+
+
+@key_group.command("init")
+@click.option(
+    "--out",
+    "path",
+    default=None,
+    metavar="PATH",
+    help="Where to write the key (mode 0600; default $MNA_FORENSIC_KEY_FILE or <config dir>/forensic.key).",
+)
+@click.option(
+    "--force", is_flag=True, help="Replace an existing key: bodies encrypted under it become unreadable."
+)
+def key_init(path, force):
+    """Create the forensic key file (mode 0600)."""
+    try:
+        written = forensic.init_key(path, force=force)
+    except forensic.KeyProblem as exc:
+        _fail(str(exc))
+    click.echo(
+        f"forensic key written to {written} (mode 0600); every audited process and every reader "
+        f"needs it (or ${forensic.ENV_KEY}). Keep a copy: without it no body can be read."
+    )
+
+
+@forensic_group.command("status")
+@db_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def status(dsn, fmt):
+    """Whether capture is on, its scope, and how many bodies are stored."""
+    store = open_or_exit(dsn)
+    scope = forensic.scope_from_settings(forensic.current_settings(store))
+    data = {
+        "enabled": scope.enabled,
+        "addons": list(scope.addons),
+        "hosts": list(scope.hosts),
+        "max_bytes": scope.max_bytes,
+        "retention_days": scope.retention_days,
+        "stored": forensic.count_bodies(store),
+    }
+    if fmt == "json":
+        click.echo(json.dumps(data, sort_keys=True))
+        return
+    click.echo(f"capture: {'ON' if scope.enabled else 'off'}")
+    click.echo(
+        f"scope: addons={','.join(scope.addons) or '-'} hosts={','.join(scope.hosts) or '-'}"
+        + (
+            "  (both empty: nothing is in scope; use * to mean every call)"
+            if not scope.addons and not scope.hosts
+            else ""
+        )
+    )
+    click.echo(f"size cap: {scope.max_bytes} bytes per body; retention: {scope.retention_days} days")
+    click.echo(f"bodies stored: {data['stored']}")
+
+
+@forensic_group.command("list")
+@db_option
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def list_cmd(dsn, limit, fmt):
+    """Stored bodies, newest first: metadata only (nothing is decrypted, so nothing is journaled)."""
+    store = open_or_exit(dsn)
+    items = forensic.list_bodies(store, limit=limit)
+    if fmt == "json":
+        click.echo(json.dumps([i.as_dict() for i in items], sort_keys=True))
+        return
+    if not items:
+        click.echo("no bodies stored")
+        return
+    click.echo(f"{'seq':>8}  {'captured (UTC)':19}  {'size':>9}  {'kept':>9}  {'event_id':32}  where")
+    for i in items:
+        where = f"{i.method or ''} {i.host or ''}{i.path or ''} ({i.addon or '?'})".strip()
+        click.echo(
+            f"{i.chain_seq if i.chain_seq is not None else '-':>8}  {format_us(i.captured_at_us):19}  "
+            f"{i.size:>9}  {i.stored:>9}{'+' if i.truncated else ' '} {i.event_id}  {where}"
+        )
+
+
+@forensic_group.command("read")
+@db_option
+@click.argument("ref", metavar="EVENT_ID|SEQ")
+@click.option("--actor", default=None, help="Who is reading (journaled). Default: the login name.")
+@click.option(
+    "--out",
+    "out",
+    default=None,
+    metavar="FILE",
+    help="Write the body to FILE (mode 0600) instead of standard output.",
+)
+@click.option("--key", "key_path", default=None, metavar="PATH", help="Forensic key file.")
+def read_cmd(dsn, ref, actor, out, key_path):
+    """Decrypt one captured body.  The read is journaled first; if it cannot be, nothing is shown."""
+    store = open_or_exit(dsn)
+    actor = actor or _login()
+    try:
+        key = forensic.load_key(key_path, required=True)
+        got = forensic.read_body(store, ref, actor=actor, via="cli", key=key)
+    except forensic.ReadRefused as exc:
+        _fail(str(exc), 1)
+    except forensic.NoSuchBody as exc:
+        _fail(str(exc), 1)
+    except forensic.ForensicProblem as exc:
+        _fail(str(exc), 2)
+    info = got.info
+    click.echo(
+        f"event {info.event_id} (row {info.chain_seq if info.chain_seq is not None else '-'}): "
+        f"{info.stored} of {info.size} bytes{' (truncated)' if info.truncated else ''}; "
+        f"this read is journal row {got.read_seq}",
+        err=True,
+    )
+    if out:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(got.body)
+        click.echo(f"written to {out}", err=True)
+        return
+    sys.stdout.buffer.write(got.body)
+    sys.stdout.buffer.flush()
+
+
+@forensic_group.command("purge")
+@db_option
+@click.option(
+    "--older-than-days",
+    "days",
+    type=click.IntRange(0, None),
+    default=None,
+    help="Default: the forensic.retention_days setting.",
+)
+def purge_cmd(dsn, days):
+    """Delete bodies past their retention window (the journal rows stay)."""
+    store = open_or_exit(dsn)
+    if days is None:
+        days = forensic.scope_from_settings(forensic.current_settings(store)).retention_days
+    n = forensic.purge(store, days)
+    click.echo(f"purged {n} bod{'y' if n == 1 else 'ies'} captured more than {days} day(s) ago")
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return f"uid:{os.getuid()}"
