@@ -32,6 +32,9 @@ ROUTES = {
     ("GET", "/api/rows/{seq}/proof"): "auditor", ("GET", "/verify"): "auditor",
     ("POST", "/api/verify"): "auditor", ("GET", "/api/verify/{job}"): "auditor",
     ("GET", "/export.jsonl"): "auditor", ("GET", "/export"): "auditor", ("POST", "/export/bundle"): "auditor",
+    ("GET", "/forensic"): "officer", ("POST", "/forensic/capture"): "officer", ("GET", "/api/forensic"): "officer",
+    ("GET", "/forensic/body/{ref}"): "officer", ("POST", "/forensic/body/{ref}"): "officer",
+    ("POST", "/api/forensic/bodies/{ref}/read"): "officer",
 }
 RANK = {"anonymous": -1, "viewer": 0, "auditor": 1, "officer": 2}
 SAMPLE = {"{seq}": "3", "{job}": "no-such-job"}
