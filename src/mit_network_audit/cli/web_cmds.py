@@ -27,7 +27,7 @@ def serve(dsn, host, port):
     try:
         import uvicorn
 
-        from ..web.app import create_app
+        from ..web.server import create_dashboard
     except ImportError:
         click.echo("the dashboard needs the web extra: pip install 'mit-network-audit[web]'", err=True)
         sys.exit(2)
@@ -37,7 +37,7 @@ def serve(dsn, host, port):
     if not Accounts(store).list():
         click.echo("note: no accounts yet — add one with `mit-network-audit user add NAME --role officer`", err=True)
     click.echo(f"dashboard on http://{host}:{port}/")
-    uvicorn.run(create_app(store.dsn), host=host, port=port, log_level="warning")
+    uvicorn.run(create_dashboard(store.dsn), host=host, port=port, log_level="warning")
 
 
 @click.group()
