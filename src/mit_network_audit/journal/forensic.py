@@ -45,6 +45,7 @@ from ..interceptor.event import internal_event
 TABLE = "egress_body"
 ENV_KEY = "MNA_FORENSIC_KEY"
 ENV_KEY_FILE = "MNA_FORENSIC_KEY_FILE"
+MAX_BYTES_CEILING = 16 * 1024 * 1024  # whatever the setting says, no call buffers more than this
 DEFAULTS = {
     "forensic.enabled": False,
     "forensic.addons": [],
@@ -151,7 +152,7 @@ def scope_from_settings(settings: dict) -> Scope:
         _as_bool(settings.get("forensic.enabled")),
         tuple(_as_list(settings.get("forensic.addons"))),
         tuple(_as_list(settings.get("forensic.hosts"))),
-        max(0, num("forensic.max_bytes")),
+        min(max(0, num("forensic.max_bytes")), MAX_BYTES_CEILING),
         max(1, num("forensic.retention_days")),
     )
 
