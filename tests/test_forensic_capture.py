@@ -608,3 +608,20 @@ def test_trust_report_says_review_while_capture_on(tmp_path):
         ("forensic.enabled", "false"),
         ("forensic.enabled", "true"),
     ]
+
+
+def test_on_without_a_key_stores_nothing_and_counts_it(tmp_path, servers, monkeypatch, audited):
+    inside, _ = servers
+    monkeypatch.delenv(forensic.ENV_KEY, raising=False)
+    monkeypatch.setenv(forensic.ENV_KEY_FILE, str(tmp_path / "no-such.key"))
+    dsn = f"sqlite:///{tmp_path}/journal.db"
+    settings(dsn, enabled="true", hosts="*")
+    before = capture.stats().get("errors.forensic_no_key", 0)
+    a = audited(dsn)
+    assert capture.runtime.body_tap is None  # never a plaintext fallback
+    assert capture.stats()["errors.forensic_no_key"] == before + 1
+    canary = Canary("nokey")
+    send_all(inside, canary)
+    a.flush()
+    assert forensic.count_bodies(open_store(dsn)) == 0
+    assert [p for p, d in scan_dir(tmp_path).items() if canary.found_in(d)] == []
