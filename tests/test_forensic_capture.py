@@ -346,7 +346,9 @@ def test_size_cap_and_addon_scope(tmp_path, servers, key, audited):
     assert not any(tail in d for d in scan_dir(tmp_path).values())
 
 
-def test_live_switch_off_and_on(tmp_path, servers, key, audited):
+def test_live_switch_off_and_on(tmp_path, servers, key, audited, monkeypatch):
+    """What the live-settings hook delivers (``apply(settings)``) takes effect for the next call."""
+    monkeypatch.setenv(forensic_boot.POLL_ENV, "0")  # only the explicit changes below
     inside, _ = servers
     dsn = f"sqlite:///{tmp_path}/journal.db"
     settings(dsn, enabled="true", hosts="*")
@@ -625,3 +627,43 @@ def test_on_without_a_key_stores_nothing_and_counts_it(tmp_path, servers, monkey
     a.flush()
     assert forensic.count_bodies(open_store(dsn)) == 0
     assert [p for p, d in scan_dir(tmp_path).items() if canary.found_in(d)] == []
+
+
+def test_running_process_picks_up_a_database_change(tmp_path, servers, key, audited, monkeypatch):
+    """A change written to the journal's settings by another process (an officer's CLI) reaches this
+    running process without a restart (the settings poller; the live-settings hook when present)."""
+    monkeypatch.setenv(forensic_boot.POLL_ENV, "0.2")
+    inside, _ = servers
+    dsn = f"sqlite:///{tmp_path}/journal.db"
+    a = audited(dsn)
+    assert capture.runtime.body_tap is None
+    done = subprocess.run(
+        [*CLI, "forensic", "status", "--db", dsn, "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(done.stdout)["enabled"] is False
+    settings(dsn, hosts="127.0.0.1", enabled="true")
+
+    def wait_for(predicate):
+        deadline = time.monotonic() + 30  # generous: a correctness wait, not a speed assertion
+        while not predicate() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return predicate()
+
+    assert wait_for(lambda: isinstance(capture.runtime.body_tap, BodyTap))
+    canary = Canary("live-on")
+    send_all(inside, canary)
+    a.flush()
+    settings(dsn, enabled="false")
+    assert wait_for(lambda: capture.runtime.body_tap is None)
+    later = Canary("live-off")
+    send_all(inside, later)
+    a.flush()
+    store = open_store(dsn)
+    bodies = forensic.list_bodies(store)
+    assert len(bodies) == 8 and {forensic.read_body(store, b.event_id, actor="t").body for b in bodies} == {
+        canary.body
+    }
+    assert [p for p, d in scan_dir(tmp_path).items() if later.found_in(d)] == []

@@ -14,8 +14,10 @@ import threading
 
 from ..interceptor import capture
 
-_state: dict = {"dsn": None, "tap": None, "writer": None, "pid": None, "subscribed": False}
+_state: dict = {"dsn": None, "tap": None, "writer": None, "pid": None, "subscribed": False, "poller": None}
+POLL_ENV = "MNA_FORENSIC_POLL"  # seconds between settings reads when runner.live_settings is absent
 _lock = threading.RLock()
+_poll_wake = threading.Event()
 
 
 def _read_settings(dsn: str) -> dict:
@@ -43,6 +45,7 @@ def _apply(settings: dict) -> None:
     from ..journal import forensic
 
     scope = forensic.scope_from_settings(settings)
+    _state["scope"] = scope
     tap = _state["tap"]
     if not scope.enabled:
         if tap is not None:
@@ -71,6 +74,7 @@ def _apply(settings: dict) -> None:
 def start(dsn: str) -> None:
     """Called by ``boot.start`` after the interceptor is installed.  Never raises."""
     _state["dsn"] = dsn
+    _state["scope"] = None
     try:
         apply(_read_settings(dsn))
     except Exception:
@@ -79,12 +83,77 @@ def start(dsn: str) -> None:
         try:
             from . import live_settings
         except ImportError:
+            live_settings = None
+        if live_settings is None:
+            _start_poller(float(os.environ.get(POLL_ENV, "5") or 0))
             return
         try:
             live_settings.on_change(apply)
             _state["subscribed"] = True
         except Exception:
             capture.counters["errors.forensic_boot"] += 1
+
+
+def _start_poller(interval: float) -> None:
+    """Fallback when ``runner.live_settings`` is not available: re-read the forensic settings every
+    ``interval`` seconds on one kept connection and apply a change.  0 disables it."""
+    with _lock:
+        _state["poll_interval"] = interval
+        if _state["poller"] is not None and _state["poller"].is_alive():
+            _poll_wake.set()  # the running poller picks up the new interval (0: it stops)
+            return
+        if interval <= 0:
+            return
+
+        def launch():
+            if not capture.runtime.active:
+                return
+            thread = threading.Thread(
+                target=_poll, args=(_state.get("scope"),), daemon=True, name="mna-forensic-settings"
+            )
+            _state["poller"] = thread
+            thread.start()
+
+        launch()
+        if not _state.get("fork_hook"):
+            os.register_at_fork(after_in_child=launch)
+            _state["fork_hook"] = True
+
+
+def _poll(last) -> None:
+    from ..journal import forensic, open_store
+
+    capture.suppress_current_thread()
+    store, opened_for = None, None
+    try:
+        while True:
+            _poll_wake.wait(max(0.0, _state.get("poll_interval", 0)))
+            _poll_wake.clear()
+            if not capture.runtime.active or _state.get("poll_interval", 0) <= 0:
+                return
+            dsn = _state["dsn"]
+            try:
+                if store is None or opened_for != dsn:
+                    if store is not None:
+                        store.close()
+                    if opened_for is not None:  # a new start() elsewhere in this process: its scope
+                        last = _state.get("scope")
+                    store, opened_for = open_store(dsn), dsn
+                settings = forensic.current_settings(store)
+            except Exception:
+                capture.counters["errors.forensic_poll"] += 1
+                store = None
+                continue
+            scope = forensic.scope_from_settings(settings)
+            if scope != last:
+                apply(settings)
+            last = scope
+    finally:
+        if store is not None:
+            try:
+                store.close()
+            except Exception:
+                pass
 
 
 def stop() -> None:
