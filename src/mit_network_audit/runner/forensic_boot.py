@@ -75,6 +75,7 @@ def start(dsn: str) -> None:
     """Called by ``boot.start`` after the interceptor is installed.  Never raises."""
     _state["dsn"] = dsn
     _state["scope"] = None
+    _state["sink"] = capture.runtime.sink  # the poller follows this installation only
     try:
         apply(_read_settings(dsn))
     except Exception:
@@ -131,6 +132,8 @@ def _poll(last) -> None:
             _poll_wake.clear()
             if not capture.runtime.active or _state.get("poll_interval", 0) <= 0:
                 return
+            if capture.runtime.sink is not _state.get("sink"):
+                return  # the interceptor was re-installed by someone else: not ours to follow
             dsn = _state["dsn"]
             try:
                 if store is None or opened_for != dsn:
@@ -138,7 +141,7 @@ def _poll(last) -> None:
                         store.close()
                     if opened_for is not None:  # a new start() elsewhere in this process: its scope
                         last = _state.get("scope")
-                    store, opened_for = open_store(dsn), dsn
+                    store, opened_for = open_store(dsn, create=False), dsn
                 settings = forensic.current_settings(store)
             except Exception:
                 capture.counters["errors.forensic_poll"] += 1
