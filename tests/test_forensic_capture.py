@@ -154,6 +154,38 @@ def pg_dump(dsn: str) -> bytes:
     return done.stdout
 
 
+class PgWal:
+    """The server's write-ahead log written since ``start()`` (every committed row passes through it
+    before it reaches a table file), when this test may read the data directory; else None."""
+
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        directory = self.conn.execute("SHOW data_directory").fetchone()[0]
+        self.dir = os.path.join(directory, "pg_wal")
+        self.first = self.conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()[0]
+
+    @classmethod
+    def start(cls, dsn: str):
+        try:
+            wal = cls(dsn)
+            os.listdir(wal.dir)
+            return wal
+        except Exception:
+            return None
+
+    def read(self) -> bytes:
+        self.conn.execute("SELECT pg_switch_wal()")  # nothing is left in WAL buffers only
+        last = self.conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()[0]
+        out = b""
+        for name in sorted(os.listdir(self.dir)):
+            if len(name) == 24 and self.first <= name <= last:
+                with open(os.path.join(self.dir, name), "rb") as fh:
+                    out += fh.read()
+        return out
+
+
 # -- fixtures ---------------------------------------------------------------------------------------
 @pytest.fixture
 def h2_pg():
@@ -260,8 +292,9 @@ def test_off_by_default_no_tap_and_canary_never_on_disk_sqlite(tmp_path, servers
     ]
 
 
-def test_off_canary_not_in_postgres_dump(h2_pg, servers, key, audited):
+def test_off_canary_not_in_postgres_dump_nor_wal(h2_pg, servers, key, audited):
     inside, _ = servers
+    wal = PgWal.start(h2_pg)
     a = audited(h2_pg)
     assert capture.runtime.body_tap is None
     canary = Canary("off-pg")
@@ -272,6 +305,13 @@ def test_off_canary_not_in_postgres_dump(h2_pg, servers, key, audited):
     dump = pg_dump(h2_pg)
     assert b"egress_log" in dump and not canary.found_in(dump)
     assert not forensic.table_exists(store)
+    if wal is None:
+        return  # the data directory is not readable here: the dump is the check
+    assert canary.token not in wal.read()
+    # the WAL scan can fail: the same token committed to a table is found
+    store.execute_raw("CREATE TABLE control (t TEXT)")
+    store.execute_raw("INSERT INTO control VALUES (%s)", (canary.token.decode(),))
+    assert canary.token in wal.read()
 
 
 # -- capture on ---------------------------------------------------------------------------------------
@@ -279,6 +319,7 @@ def test_on_in_scope_encrypted_read_journaled_out_of_scope_dropped(
     journal_dsn, servers, key, audited, tmp_path
 ):
     inside, outside = servers
+    wal = PgWal.start(journal_dsn) if journal_dsn.startswith("postgresql") else None
     settings(journal_dsn, enabled="true", hosts="127.0.0.1", max_bytes="4096")
     a = audited(journal_dsn)
     assert isinstance(capture.runtime.body_tap, BodyTap)
@@ -302,6 +343,9 @@ def test_on_in_scope_encrypted_read_journaled_out_of_scope_dropped(
     else:
         dump = pg_dump(journal_dsn)
         assert b"egress_body" in dump and not canary.found_in(dump) and not stranger.found_in(dump)
+        if wal is not None:
+            log = wal.read()
+            assert not canary.found_in(log) and not stranger.found_in(log)
     # readable back only through the read path, which journals first
     before = store.max_seq()
     got = forensic.read_body(store, bodies[0].chain_seq, actor="olga", via="test")
