@@ -711,3 +711,49 @@ def test_running_process_picks_up_a_database_change(tmp_path, servers, key, audi
         canary.body
     }
     assert [p for p, d in scan_dir(tmp_path).items() if later.found_in(d)] == []
+
+
+def test_cli_enable_disable_status_journaled(tmp_path, key):
+    dsn = f"sqlite:///{tmp_path}/journal.db"
+    open_store(dsn).close()
+
+    def cli(*args):
+        done = subprocess.run(
+            [*CLI, "forensic", *args, "--db", dsn], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
+    empty = cli("enable", "--actor", "olga")
+    assert "scope is empty, so nothing is captured" in empty.stderr
+    cli(
+        "enable",
+        "--hosts",
+        "api.partner.example,127.0.0.1",
+        "--max-bytes",
+        "2048",
+        "--retention-days",
+        "7",
+        "--actor",
+        "olga",
+    )
+    status = json.loads(cli("status", "--format", "json").stdout)
+    assert status == {
+        "enabled": True,
+        "hosts": ["api.partner.example", "127.0.0.1"],
+        "addons": [],
+        "max_bytes": 2048,
+        "retention_days": 7,
+        "stored": 0,
+    }
+    cli("disable", "--actor", "olaf")
+    assert json.loads(cli("status", "--format", "json").stdout)["enabled"] is False
+    store = open_store(dsn)
+    changes = [json.loads(r.event.detail) for r in store.rows(limit=20) if r.event.method == "settings"]
+    assert (changes[0]["key"], changes[0]["actor"]) == ("forensic.enabled", "olaf")
+    assert {(c["key"], c["actor"]) for c in changes[1:]} >= {
+        ("forensic.hosts", "olga"),
+        ("forensic.max_bytes", "olga"),
+        ("forensic.retention_days", "olga"),
+    }
+    assert verify(store).ok

@@ -1,7 +1,8 @@
-"""Forensic body capture: ``forensic key init``, ``forensic status``, ``forensic list``, ``forensic read``,
-``forensic purge``.
+"""Forensic body capture: ``forensic key init``, ``forensic status``, ``forensic enable``/``disable``,
+``forensic list``, ``forensic read``, ``forensic purge``.
 
-Switching capture on or off and its scope are settings (``settings set forensic.enabled=true`` ...).
+Switching capture on or off and its scope are settings (``forensic enable --hosts ...`` is a shortcut for
+``settings set forensic.hosts=... forensic.enabled=true``); every change is a journaled settings row.
 Every ``read`` first appends a ``forensic_read`` row to the journal (who, which event) and shows
 nothing if that row cannot be written.  Exit status: 0 success, 1 refused or not found, 2 usage/I-O.
 """
@@ -90,6 +91,76 @@ def status(dsn, fmt):
     )
     click.echo(f"size cap: {scope.max_bytes} bytes per body; retention: {scope.retention_days} days")
     click.echo(f"bodies stored: {data['stored']}")
+
+
+@forensic_group.command("enable")
+@db_option
+@click.option(
+    "--hosts", default=None, metavar="LIST", help="Comma list of destination hosts in scope (* = any)."
+)
+@click.option(
+    "--addons", default=None, metavar="LIST", help="Comma list of owners (addons) in scope (* = any)."
+)
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(0, forensic.MAX_BYTES_CEILING),
+    default=None,
+    help="Bytes kept per body.",
+)
+@click.option("--retention-days", type=click.IntRange(1, None), default=None, help="Days a body is kept.")
+@click.option("--actor", default=None, help="Who switches it on (journaled). Default: the login name.")
+def enable_cmd(dsn, hosts, addons, max_bytes, retention_days, actor):
+    """Switch capture on (scope first, then the switch; every change is a journaled settings row).
+
+    Same keys as `settings set forensic.*=...`.  With no addons and no hosts in scope nothing is
+    captured: name them, or use * for every call."""
+    store = open_or_exit(dsn)
+    actor = actor or _login()
+    changes = [
+        ("forensic.hosts", hosts),
+        ("forensic.addons", addons),
+        ("forensic.max_bytes", None if max_bytes is None else str(max_bytes)),
+        ("forensic.retention_days", None if retention_days is None else str(retention_days)),
+        ("forensic.enabled", "true"),
+    ]
+    try:
+        for key, value in changes:
+            if value is not None:
+                forensic.change_setting(store, key, value, actor=actor)
+    except Exception as exc:
+        _fail(f"could not change the settings: {type(exc).__name__}: {exc}")
+    scope = forensic.scope_from_settings(forensic.current_settings(store))
+    click.echo(
+        f"forensic capture ON: addons={','.join(scope.addons) or '-'} hosts={','.join(scope.hosts) or '-'} "
+        f"max_bytes={scope.max_bytes} retention_days={scope.retention_days}"
+    )
+    if not scope.addons and not scope.hosts:
+        click.echo(
+            "warning: the scope is empty, so nothing is captured (use --hosts/--addons, * = any)", err=True
+        )
+    try:
+        has_key = forensic.load_key(required=False) is not None
+    except forensic.KeyProblem:
+        has_key = False
+    if not has_key:
+        click.echo(
+            "warning: no usable forensic key on this machine: audited processes without one store nothing "
+            "(mit-network-audit forensic key init)",
+            err=True,
+        )
+
+
+@forensic_group.command("disable")
+@db_option
+@click.option("--actor", default=None, help="Who switches it off (journaled). Default: the login name.")
+def disable_cmd(dsn, actor):
+    """Switch capture off (running processes drop the tap; stored bodies stay until purged)."""
+    store = open_or_exit(dsn)
+    try:
+        forensic.change_setting(store, "forensic.enabled", "false", actor=actor or _login())
+    except Exception as exc:
+        _fail(f"could not change the settings: {type(exc).__name__}: {exc}")
+    click.echo("forensic capture off")
 
 
 @forensic_group.command("list")
