@@ -64,8 +64,8 @@ def main() -> None:
     dsn = f"sqlite:///{tmp}/journal.db"
     sink = BatchingSink(dsn)
     mna.install(sink=sink)
-    key = os.urandom(32)
-    writer = forensic.BodyWriter(dsn, key)
+    public = forensic.public_key(os.urandom(32))
+    writer = forensic.BodyWriter(dsn, public)
     taps = {
         "off": None,
         "on_out_scope": BodyTap(writer.submit, hosts=["elsewhere.example"], max_bytes=65536),
@@ -110,8 +110,10 @@ def main() -> None:
             }
         )
 
+        sealer = forensic.Sealer(public)
+
         def seal_and_drop(event_id, at, data, seen, truncated):  # what submit does, minus the queue
-            forensic.seal(key, event_id, at, data, seen, truncated)
+            sealer.seal(event_id, at, data, seen, truncated)
 
         micro_taps = {
             "off": None,

@@ -500,7 +500,8 @@ def _stored_body(dsn: str, key: bytes, body: bytes) -> tuple[str, int]:
     )
     (row,) = store.append([ev])
     forensic.ensure_table(store)
-    forensic.put_sealed(store, [forensic.seal(key, ev.event_id, ev.logged_at_us, body, len(body), False)])
+    public = forensic.public_key(key)
+    forensic.put_sealed(store, [forensic.seal(public, ev.event_id, ev.logged_at_us, body, len(body), False)])
     store.close()
     return ev.event_id, row.chain_seq
 
@@ -583,9 +584,11 @@ def test_ciphertext_is_bound_to_its_event_and_key(tmp_path, key):
     b_id, _ = _stored_body(dsn, key, b"body of b")
     store = open_store(dsn)
     # move b's ciphertext under a's event id: AES-GCM's associated data (the event id) refuses it
-    nonce, ct = store.execute_raw("SELECT nonce, ciphertext FROM egress_body WHERE event_id = ?", (b_id,))[0]
+    sealed = store.execute_raw("SELECT epk, nonce, ciphertext FROM egress_body WHERE event_id = ?", (b_id,))[
+        0
+    ]
     store.execute_raw("DELETE FROM egress_body WHERE event_id = ?", (a_id,))
-    store.execute_raw("INSERT INTO egress_body VALUES (?, 0, 9, 0, 'k', ?, ?)", (a_id, nonce, ct))
+    store.execute_raw("INSERT INTO egress_body VALUES (?, 0, 9, 0, 'k', ?, ?, ?)", (a_id, *sealed))
     with pytest.raises(forensic.ForensicProblem, match="does not decrypt"):
         forensic.read_body(store, a_seq, actor="olga")
     with pytest.raises(forensic.ForensicProblem, match="does not decrypt"):
@@ -605,6 +608,10 @@ def test_key_file_outside_database_0600(tmp_path, monkeypatch):
     )
     assert done.returncode == 0, done.stderr
     assert oct(os.stat(path).st_mode & 0o777) == "0o600" and len(forensic.load_key()) == 32
+    # the public half sits beside it: what an audited host needs, and all it needs
+    assert forensic.load_public_key() == forensic.public_key(forensic.load_key())
+    with open(path + ".pub") as fh:
+        assert base64.b64decode(fh.read()) == forensic.public_key(forensic.load_key())
     again = subprocess.run([*CLI, "forensic", "key", "init"], capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "refusing to replace" in again.stderr
     os.chmod(path, 0o644)
@@ -619,7 +626,11 @@ def test_retention_purge(tmp_path, key):
     now = time.time_ns() // 1000 - 3_600_000_000  # an hour ago, so the CLI's 'now' sees the same ages
     day = 86_400_000_000
     forensic.put_sealed(
-        store, [forensic.seal(key, f"{i:032x}", now - i * day, b"b", 1, False) for i in range(10)]
+        store,
+        [
+            forensic.seal(forensic.public_key(key), f"{i:032x}", now - i * day, b"b", 1, False)
+            for i in range(10)
+        ],
     )
     assert forensic.purge(store, 3, now_us=now) == 6  # captured 4..9 days ago
     assert forensic.count_bodies(store) == 4
@@ -757,3 +768,32 @@ def test_cli_enable_disable_status_journaled(tmp_path, key):
         ("forensic.retention_days", "olga"),
     }
     assert verify(store).ok
+
+
+def test_audited_host_with_only_the_public_key_stores_but_cannot_read(
+    tmp_path, servers, monkeypatch, audited
+):
+    """Sealed to the officer's public key: the application host (database credentials, public key)
+    cannot decrypt what it captured; the officer's private key can."""
+    inside, _ = servers
+    private = os.urandom(32)
+    monkeypatch.delenv(forensic.ENV_KEY, raising=False)
+    monkeypatch.setenv(forensic.ENV_KEY_FILE, str(tmp_path / "no-private.key"))
+    monkeypatch.setenv(forensic.ENV_PUBLIC_KEY, base64.b64encode(forensic.public_key(private)).decode())
+    dsn = f"sqlite:///{tmp_path}/journal.db"
+    settings(dsn, enabled="true", hosts="127.0.0.1")
+    a = audited(dsn)
+    canary = Canary("public-only")
+    send_all(inside, canary)
+    a.flush()
+    store = open_store(dsn)
+    bodies = forensic.list_bodies(store)
+    assert len(bodies) == 8
+    with pytest.raises(forensic.KeyProblem, match="no forensic key"):
+        forensic.read_body(store, bodies[0].event_id, actor="app-host")
+    with pytest.raises(forensic.ForensicProblem, match="does not decrypt"):
+        forensic.read_body(store, bodies[0].event_id, actor="app-host", key=os.urandom(32))
+    assert forensic.read_body(store, bodies[0].event_id, actor="olga", key=private).body == canary.body
+    # one writer, one ephemeral key: every row names it, and the key id of the officer's key pair
+    epks = store.execute_raw("SELECT DISTINCT epk, key_id FROM egress_body")
+    assert len(epks) == 1 and epks[0][1] == forensic.key_id(forensic.public_key(private))

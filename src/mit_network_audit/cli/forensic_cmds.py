@@ -36,7 +36,11 @@ def forensic_group() -> None:
 
 @forensic_group.group("key")
 def key_group() -> None:
-    """The AES-256 key bodies are encrypted with (kept outside the database)."""
+    """The X25519 key pair bodies are sealed to (kept outside the database).
+
+    \b
+    private key (readers only):    forensic.key (0600) or $MNA_FORENSIC_KEY
+    public key (audited hosts):    forensic.key.pub or $MNA_FORENSIC_PUBLIC_KEY"""
 
 
 @key_group.command("init")
@@ -45,20 +49,24 @@ def key_group() -> None:
     "path",
     default=None,
     metavar="PATH",
-    help="Where to write the key (mode 0600; default $MNA_FORENSIC_KEY_FILE or <config dir>/forensic.key).",
+    help="Where to write the private key (mode 0600; the public key goes to PATH.pub; default "
+    "$MNA_FORENSIC_KEY_FILE or <config dir>/forensic.key).",
 )
-@click.option(
-    "--force", is_flag=True, help="Replace an existing key: bodies encrypted under it become unreadable."
-)
+@click.option("--force", is_flag=True, help="Replace an existing key: bodies sealed to it become unreadable.")
 def key_init(path, force):
-    """Create the forensic key file (mode 0600)."""
+    """Create the forensic key pair (private key mode 0600, public key beside it)."""
     try:
         written = forensic.init_key(path, force=force)
     except forensic.KeyProblem as exc:
         _fail(str(exc))
+    with open(written + ".pub") as fh:
+        public = fh.read().strip()
     click.echo(
-        f"forensic key written to {written} (mode 0600); every audited process and every reader "
-        f"needs it (or ${forensic.ENV_KEY}). Keep a copy: without it no body can be read."
+        f"forensic private key written to {written} (mode 0600), public key to {written}.pub\n"
+        f"audited processes need only the public key: copy {written}.pub next to their key path, or set\n"
+        f"  {forensic.ENV_PUBLIC_KEY}={public}\n"
+        "keep the private key with the officers only (and a copy in a safe place: without it no body can "
+        "be read)"
     )
 
 
@@ -139,12 +147,12 @@ def enable_cmd(dsn, hosts, addons, max_bytes, retention_days, actor):
             "warning: the scope is empty, so nothing is captured (use --hosts/--addons, * = any)", err=True
         )
     try:
-        has_key = forensic.load_key(required=False) is not None
+        has_key = forensic.load_public_key(required=False) is not None
     except forensic.KeyProblem:
         has_key = False
     if not has_key:
         click.echo(
-            "warning: no usable forensic key on this machine: audited processes without one store nothing "
+            "warning: no forensic key on this machine: audited processes without the public key store nothing "
             "(mit-network-audit forensic key init)",
             err=True,
         )

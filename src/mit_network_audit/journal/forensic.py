@@ -2,21 +2,24 @@
 
 Off by default (DESIGN §2: no body, ever, in the default path).  When an officer switches it on
 (setting ``forensic.enabled``), the interceptor's body tap hands the request bodies of in-scope
-calls to a ``BodyWriter``, which encrypts each one at once and stores it in ``egress_body``:
+calls to a ``BodyWriter``, which seals each one at once and stores it in ``egress_body``:
 
     event_id        the journal row's event_id (the link; also the AES-GCM associated data)
     captured_at_us  when the row was logged
     size            request body bytes the call sent (may exceed what was kept)
     truncated       true when more than ``forensic.max_bytes`` was sent: only the first bytes are kept
-    key_id          which key encrypted it (first 8 bytes of SHA-256 over a label and the key, hex)
+    key_id          which key pair it is sealed to (first 8 bytes of SHA-256 over a label and the public key)
+    epk             the writer's ephemeral X25519 public key
     nonce           12 random bytes
-    ciphertext      AES-256-GCM(key, nonce, body, aad = event_id)
+    ciphertext      AES-256-GCM(HKDF-SHA256(X25519(epk, recipient)), nonce, body, aad = event_id)
 
 The table lives in the journal's own database (SQLite file or PostgreSQL), next to ``egress_log``
 but apart from it: it is not chained (a purge must be able to delete it), it has its own retention
-(``forensic.retention_days``), and nothing in it is readable without the key.  The key never lives
-in the database: ``$MNA_FORENSIC_KEY`` (base64 of 32 bytes) or a 0600 file
-(``$MNA_FORENSIC_KEY_FILE``, default ``<config dir>/forensic.key``, made by ``forensic key init``).
+(``forensic.retention_days``), and nothing in it is readable without the private key, which never
+lives in the database nor needs to be on an audited host: readers take it from ``$MNA_FORENSIC_KEY``
+(base64 of 32 bytes) or a 0600 file (``$MNA_FORENSIC_KEY_FILE``, default ``<config
+dir>/forensic.key``, made by ``forensic key init``); audited processes need only the public key
+(``$MNA_FORENSIC_PUBLIC_KEY`` or ``forensic.key.pub``).
 
 Every read (``read_body``: CLI, page, API) first appends an ``internal`` ``forensic_read`` row to the
 journal — who, which event, through what — and refuses to decrypt anything when that append fails.
@@ -37,7 +40,11 @@ from collections import deque
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from ..interceptor import capture
 from ..interceptor.event import internal_event
@@ -158,6 +165,17 @@ def scope_from_settings(settings: dict) -> Scope:
 
 
 # -- the key ----------------------------------------------------------------------------------------
+# An X25519 key pair.  Audited processes need only the PUBLIC key to store bodies; only readers hold
+# the private key.  Each writer makes an ephemeral X25519 pair, derives an AES-256-GCM content key
+# from it and the officer's public key (HKDF-SHA256), forgets the ephemeral private key, and stores
+# the ephemeral public key (``epk``) with every body it seals.  So a compromised application host —
+# which has the database credentials — still cannot decrypt the bodies stored before it.
+HKDF_INFO = b"mit-network-audit/forensic-body/v1"
+ENV_PUBLIC_KEY = "MNA_FORENSIC_PUBLIC_KEY"
+ROTATE_AFTER_BODIES = 100_000  # a writer derives a fresh content key after this many bodies ...
+ROTATE_AFTER_SECONDS = 3600.0  # ... or this long, whichever comes first
+
+
 def default_key_path() -> str:
     env = os.environ.get(ENV_KEY_FILE)
     if env:
@@ -173,19 +191,26 @@ def _parse_key(text: str, origin: str) -> bytes:
     except ValueError:
         raise KeyProblem(f"{origin}: not base64") from None
     if len(key) != 32:
-        raise KeyProblem(f"{origin}: an AES-256 key is 32 bytes, got {len(key)}")
+        raise KeyProblem(f"{origin}: an X25519 key is 32 bytes, got {len(key)}")
     return key
 
 
-def key_id(key: bytes) -> str:
-    return hashlib.sha256(b"mit-network-audit/forensic-key\n" + key).digest()[:8].hex()
+def public_key(private: bytes) -> bytes:
+    return (
+        X25519PrivateKey.from_private_bytes(private).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+
+
+def key_id(public: bytes) -> str:
+    """First 8 bytes of SHA-256 over a label and the public key, hex: which key a body is sealed to."""
+    return hashlib.sha256(b"mit-network-audit/forensic-key\n" + public).digest()[:8].hex()
 
 
 def init_key(path: str | None = None, *, force: bool = False) -> str:
-    """Create a new random key file (mode 0600, in a 0700 directory); refuse to overwrite unless ``force``.
+    """Create a new key pair: the private key (mode 0600, in a 0700 directory) and ``<path>.pub``.
 
-    Rotating the key makes every body encrypted under the old one unreadable (that is one way to
-    destroy them all at once)."""
+    Refuses to overwrite unless ``force``: rotating the key makes every body sealed to the old one
+    unreadable (which is also the fastest way to destroy them all)."""
     path = path or default_key_path()
     os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
@@ -193,17 +218,21 @@ def init_key(path: str | None = None, *, force: bool = False) -> str:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
         raise KeyProblem(
-            f"{path} exists: refusing to replace the forensic key (bodies encrypted under it "
-            "would become unreadable; use --force to rotate it)"
+            f"{path} exists: refusing to replace the forensic key (bodies sealed to it would become "
+            "unreadable; use --force to rotate it)"
         ) from None
+    private = X25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     with os.fdopen(fd, "w") as fh:
         os.fchmod(fh.fileno(), 0o600)
-        fh.write(base64.b64encode(os.urandom(32)).decode("ascii") + "\n")
+        fh.write(base64.b64encode(private).decode("ascii") + "\n")
+    with open(path + ".pub", "w") as fh:
+        fh.write(base64.b64encode(public_key(private)).decode("ascii") + "\n")
     return path
 
 
 def load_key(path: str | None = None, *, required: bool = True) -> bytes | None:
-    """``$MNA_FORENSIC_KEY`` first, else the key file (refused if group/other may read it)."""
+    """The PRIVATE key (readers): ``$MNA_FORENSIC_KEY``, else the key file (refused if group/other may
+    read it)."""
     env = os.environ.get(ENV_KEY)
     if env:
         return _parse_key(env, f"${ENV_KEY}")
@@ -224,15 +253,70 @@ def load_key(path: str | None = None, *, required: bool = True) -> bytes | None:
         return _parse_key(fh.read(), path)
 
 
-def encrypt(key: bytes, event_id: str, body: bytes) -> tuple[bytes, bytes]:
-    nonce = os.urandom(12)
-    return nonce, AESGCM(key).encrypt(nonce, bytes(body), event_id.encode("ascii"))
+def load_public_key(path: str | None = None, *, required: bool = True) -> bytes | None:
+    """The PUBLIC key (what an audited process needs to store bodies): ``$MNA_FORENSIC_PUBLIC_KEY``,
+    else derived from ``$MNA_FORENSIC_KEY``, else ``<key file>.pub``, else derived from the key file."""
+    env = os.environ.get(ENV_PUBLIC_KEY)
+    if env:
+        return _parse_key(env, f"${ENV_PUBLIC_KEY}")
+    if os.environ.get(ENV_KEY):
+        return public_key(load_key())
+    path = path or default_key_path()
+    if os.path.exists(path + ".pub"):
+        with open(path + ".pub") as fh:
+            return _parse_key(fh.read(), path + ".pub")
+    private = load_key(path, required=required)
+    return public_key(private) if private is not None else None
 
 
-def decrypt(key: bytes, event_id: str, nonce: bytes, ciphertext: bytes) -> bytes:
+def _content_key(shared: bytes, epk: bytes, recipient: bytes) -> bytes:
+    return HKDF(algorithm=SHA256(), length=32, salt=epk + recipient, info=HKDF_INFO).derive(shared)
+
+
+class Sealer:
+    """Seals bodies to a public key: AES-256-GCM under a content key derived from an ephemeral X25519
+    pair (rotated after ``ROTATE_AFTER_BODIES`` bodies or ``ROTATE_AFTER_SECONDS``)."""
+
+    def __init__(self, recipient: bytes) -> None:
+        self.recipient = bytes(recipient)
+        self._peer = X25519PublicKey.from_public_bytes(self.recipient)
+        self.key_id = key_id(self.recipient)
+        self._lock = threading.Lock()
+        self._rotate()
+
+    def _rotate(self) -> None:
+        ephemeral = X25519PrivateKey.generate()
+        epk = ephemeral.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self._aead = AESGCM(_content_key(ephemeral.exchange(self._peer), epk, self.recipient))
+        self.epk = epk  # the ephemeral private key goes out of scope here: this writer cannot re-derive
+        self._count = 0
+        self._born = time.monotonic()
+
+    def seal(self, event_id: str, captured_at_us: int, body: bytes, size: int, truncated: bool) -> tuple:
+        with self._lock:
+            if self._count >= ROTATE_AFTER_BODIES or time.monotonic() - self._born > ROTATE_AFTER_SECONDS:
+                self._rotate()
+            self._count += 1
+            aead, epk = self._aead, self.epk
+        nonce = os.urandom(12)
+        ct = aead.encrypt(nonce, bytes(body), event_id.encode("ascii"))
+        return (event_id, captured_at_us, size, truncated, self.key_id, epk, nonce, ct)
+
+
+def seal(
+    recipient: bytes, event_id: str, captured_at_us: int, body: bytes, size: int, truncated: bool
+) -> tuple:
+    """One body sealed to ``recipient`` (a public key), as a row for ``put_sealed``."""
+    return Sealer(recipient).seal(event_id, captured_at_us, body, size, truncated)
+
+
+def decrypt(private: bytes, event_id: str, epk: bytes, nonce: bytes, ciphertext: bytes) -> bytes:
     try:
-        return AESGCM(key).decrypt(bytes(nonce), bytes(ciphertext), event_id.encode("ascii"))
-    except InvalidTag:
+        key = X25519PrivateKey.from_private_bytes(private)
+        shared = key.exchange(X25519PublicKey.from_public_bytes(bytes(epk)))
+        aead = AESGCM(_content_key(shared, bytes(epk), public_key(private)))
+        return aead.decrypt(bytes(nonce), bytes(ciphertext), event_id.encode("ascii"))
+    except (InvalidTag, ValueError):
         raise ForensicProblem(
             f"the body of {event_id} does not decrypt: another key, or it was altered "
             "(or moved to another event)"
@@ -248,7 +332,8 @@ def ensure_table(store) -> None:
     if _pg(store):
         ddl = [
             f"CREATE TABLE IF NOT EXISTS {TABLE} (event_id TEXT PRIMARY KEY, captured_at_us BIGINT NOT NULL, "
-            "size BIGINT NOT NULL, truncated BOOLEAN NOT NULL, key_id TEXT NOT NULL, nonce BYTEA NOT NULL, "
+            "size BIGINT NOT NULL, truncated BOOLEAN NOT NULL, key_id TEXT NOT NULL, epk BYTEA NOT NULL, "
+            "nonce BYTEA NOT NULL, "
             "ciphertext BYTEA NOT NULL)",
             f"CREATE INDEX IF NOT EXISTS {TABLE}_captured ON {TABLE}(captured_at_us)",
             """CREATE OR REPLACE FUNCTION mna_body_no_update() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -269,7 +354,8 @@ def ensure_table(store) -> None:
         return
     store.execute_raw(
         f"CREATE TABLE IF NOT EXISTS {TABLE} (event_id TEXT PRIMARY KEY, captured_at_us INTEGER NOT NULL, "
-        "size INTEGER NOT NULL, truncated INTEGER NOT NULL, key_id TEXT NOT NULL, nonce BLOB NOT NULL, "
+        "size INTEGER NOT NULL, truncated INTEGER NOT NULL, key_id TEXT NOT NULL, epk BLOB NOT NULL, "
+        "nonce BLOB NOT NULL, "
         "ciphertext BLOB NOT NULL)"
     )
     store.execute_raw(f"CREATE INDEX IF NOT EXISTS {TABLE}_captured ON {TABLE}(captured_at_us)")
@@ -290,33 +376,29 @@ def table_exists(store) -> bool:
 
 
 def put_sealed(store, rows: list[tuple]) -> None:
-    """Insert already-encrypted rows ``(event_id, captured_at_us, size, truncated, key_id, nonce, ct)``."""
+    """Insert sealed rows ``(event_id, captured_at_us, size, truncated, key_id, epk, nonce, ct)``."""
     if not rows:
         return
     p = "%s" if _pg(store) else "?"
-    one = f"({', '.join([p] * 7)})"
+    one = f"({', '.join([p] * 8)})"
     params: list = []
-    for event_id, at, size, truncated, kid, nonce, ct in rows:
+    for event_id, at, size, truncated, kid, epk, nonce, ct in rows:
         params += [
             event_id,
             int(at),
             int(size),
             bool(truncated) if _pg(store) else int(bool(truncated)),
             kid,
+            bytes(epk),
             bytes(nonce),
             bytes(ct),
         ]
     conflict = "ON CONFLICT (event_id) DO NOTHING"
     store.execute_raw(
-        f"INSERT INTO {TABLE} (event_id, captured_at_us, size, truncated, key_id, nonce, ciphertext) "
+        f"INSERT INTO {TABLE} (event_id, captured_at_us, size, truncated, key_id, epk, nonce, ciphertext) "
         f"VALUES {', '.join([one] * len(rows))} {conflict}",
         params,
     )
-
-
-def seal(key: bytes, event_id: str, captured_at_us: int, body: bytes, size: int, truncated: bool) -> tuple:
-    nonce, ct = encrypt(key, event_id, body)
-    return (event_id, captured_at_us, size, truncated, key_id(key), nonce, ct)
 
 
 def purge(store, retention_days: int, *, now_us: int | None = None) -> int:
@@ -446,15 +528,15 @@ def read_body(
         raise NoSuchBody(f"no body was captured for {event_id} (no forensic store in this journal)")
     p = "%s" if _pg(store) else "?"
     rows = store.execute_raw(
-        f"SELECT captured_at_us, size, truncated, nonce, ciphertext FROM {TABLE} WHERE event_id = {p}",
+        f"SELECT captured_at_us, size, truncated, epk, nonce, ciphertext FROM {TABLE} WHERE event_id = {p}",
         (event_id,),
     )
     if not rows:
         raise NoSuchBody(
             f"no body was captured for {event_id} (capture off, out of scope, no body, or purged)"
         )
-    at, size, truncated, nonce, ct = rows[0]
-    body = decrypt(key, event_id, nonce, ct)
+    at, size, truncated, epk, nonce, ct = rows[0]
+    body = decrypt(key, event_id, epk, nonce, ct)
     row = store.get(seq) if seq is not None else None
     ev = row.event if row is not None else None
     info = BodyInfo(
@@ -474,8 +556,9 @@ def read_body(
 
 # -- writing (inside the audited process) -------------------------------------------------------------
 class BodyWriter:
-    """Takes bodies from the tap, encrypts each at once (no plaintext waits in a queue), writes them
-    from one background thread, and purges past the retention window about once an hour.
+    """Takes bodies from the tap, seals each at once to the officer's PUBLIC key (no plaintext waits in
+    a queue; this process cannot decrypt what it stored), writes them from one background thread, and
+    purges past the retention window about once an hour.
 
     ``submit`` never blocks and never raises into the audited call; what cannot be kept (a full queue,
     a database that stays down) is counted in ``counters`` and in ``capture.stats()``."""
@@ -483,7 +566,7 @@ class BodyWriter:
     def __init__(
         self,
         store_or_dsn,
-        key: bytes,
+        public: bytes,
         *,
         retention_days: int = 30,
         flush_interval: float = 0.1,
@@ -493,8 +576,7 @@ class BodyWriter:
     ) -> None:
         self._given = None if isinstance(store_or_dsn, str) else store_or_dsn
         self.dsn = store_or_dsn if isinstance(store_or_dsn, str) else getattr(store_or_dsn, "dsn", None)
-        self._key = key
-        self._kid = key_id(key)
+        self._sealer = Sealer(public)
         self.retention_days = retention_days
         self.flush_interval = flush_interval
         self.queue_limit = queue_limit
@@ -524,7 +606,7 @@ class BodyWriter:
             self.counters["lost"] += 1
             capture.counters["forensic.lost"] += 1
             return
-        self._queue.append(seal(self._key, event_id, captured_at_us, body, size, truncated))
+        self._queue.append(self._sealer.seal(event_id, captured_at_us, body, size, truncated))
         self.counters["submitted"] += 1
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="mna-forensic-writer", daemon=True)

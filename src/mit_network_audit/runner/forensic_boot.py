@@ -60,7 +60,7 @@ def _apply(settings: dict) -> None:
         if _state["writer"] is not None:
             _state["writer"].retention_days = scope.retention_days
         return
-    key = forensic.load_key(required=False)
+    key = forensic.load_public_key(required=False)  # storing needs only the public key
     if key is None:
         # Capture asked for, but no key outside the database: nothing is stored, and it is counted.
         capture.counters["errors.forensic_no_key"] += 1
