@@ -22,23 +22,68 @@ _SELF = __name__.split(".")[0]
 # Libraries that carry calls on behalf of their caller: never owners, reported in ``via``.
 TRANSPORT_LIBRARIES = frozenset(
     {
-        "requests", "urllib3", "httpx", "httpcore", "h11", "h2", "hpack", "hyperframe", "anyio", "sniffio",
-        "aiohttp", "aiohappyeyeballs", "aiosignal", "yarl", "multidict", "frozenlist", "async_timeout",
-        "certifi", "idna", "charset_normalizer", "chardet", "socks", "sockshandler", "requests_toolbelt",
-        "gevent", "greenlet", "eventlet", "uvloop", "wrapt", "opentelemetry", "sentry_sdk", "trio",
-        "aiosmtplib", "aioimaplib", "pycurl", "websocket", "websockets", "zeep", "suds",
+        "requests",
+        "urllib3",
+        "httpx",
+        "httpcore",
+        "h11",
+        "h2",
+        "hpack",
+        "hyperframe",
+        "anyio",
+        "sniffio",
+        "aiohttp",
+        "aiohappyeyeballs",
+        "aiosignal",
+        "yarl",
+        "multidict",
+        "frozenlist",
+        "async_timeout",
+        "certifi",
+        "idna",
+        "charset_normalizer",
+        "chardet",
+        "socks",
+        "sockshandler",
+        "requests_toolbelt",
+        "gevent",
+        "greenlet",
+        "eventlet",
+        "uvloop",
+        "wrapt",
+        "opentelemetry",
+        "sentry_sdk",
+        "trio",
+        "aiosmtplib",
+        "aioimaplib",
+        "pycurl",
+        "websocket",
+        "websockets",
+        "zeep",
+        "suds",
     }
 )
 # Standard-library modules worth naming in ``via`` (the rest of the stdlib is skipped silently).
 STDLIB_VIA = frozenset(
     {
-        "http.client", "urllib.request", "smtplib", "imaplib", "poplib", "ftplib", "ssl", "socket",
-        "asyncio.streams", "asyncio.base_events", "xmlrpc.client", "subprocess",
+        "http.client",
+        "urllib.request",
+        "smtplib",
+        "imaplib",
+        "poplib",
+        "ftplib",
+        "ssl",
+        "socket",
+        "asyncio.streams",
+        "asyncio.base_events",
+        "xmlrpc.client",
+        "subprocess",
     }
 )
 _STDLIB_TOP = frozenset(sys.stdlib_module_names) | {"__future__", "_pytest", "pytest", "pluggy", "runpy"}
 
 _SKIP, _VIA, _OWNER, _SELF_KIND = 0, 1, 2, 3
+_CANDIDATE = 5  # (the Odoo attributor, a subclass, uses 4 for its own kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,28 +115,64 @@ class DistributionAttributor:
     def __init__(self, transport_libraries=TRANSPORT_LIBRARIES, max_depth: int = 200) -> None:
         self._transport = frozenset(transport_libraries)
         self._max_depth = max_depth
-        self._code_cache: dict = {}
+        self._module_cache: dict = {}  # module name -> what the name alone decides
+        self._code_cache: dict = {}  # id(code) -> (kind, ..., code) for modules that may own calls
+        self._owners: dict[tuple, Owner] = {}  # (id(code), f_lasti, *via) -> Owner (immutable, shared)
         self._owner_cache: dict[str, tuple[str, str | None]] = {}
         self._dist_map: dict[str, list[str]] | None = None
         self._lock = threading.Lock()
 
     # -- the protocol -------------------------------------------------------------------------
     def attribute(self, frame) -> Owner | None:
+        # The hot path.  Per frame: ``f_globals`` (module name) and one dict lookup.  Reading a
+        # frame's ``f_code`` raises an ``object.__getattr__`` audit event (PEP 578), which costs
+        # a call into every audit hook of the process, so the code object is read only for
+        # frames of modules that may own the call (usually just the owner's frame).  The Owner
+        # itself is cached by (owner code, line, via): a repeated call site allocates nothing but
+        # the small key tuple.
         via: list[str] = []
-        cache = self._code_cache
+        modules = self._module_cache
+        codes = self._code_cache
         depth = 0
         saw_self = False
-        while frame is not None and depth < self._max_depth:
-            code = frame.f_code
-            info = cache.get(code)
+        max_depth = self._max_depth
+        while frame is not None and depth < max_depth:
+            name = frame.f_globals.get("__name__")
+            info = modules.get(name)
             if info is None:
-                info = cache[code] = self._classify(frame)
+                info = self._classify_module(name)
+                if len(modules) < 8192:
+                    modules[name] = info
             kind = info[0]
-            if kind == _OWNER:
-                via.reverse()
-                return Owner(info[1], info[2], f"{info[3]}:{frame.f_lineno} in {code.co_name}", tuple(via))
-            if kind == _VIA and info[1] not in via:
-                via.append(info[1])
+            if kind == _CANDIDATE:
+                code = frame.f_code
+                # Keyed by id(code): hashing a code object rehashes its constants every time.
+                # The entry keeps the code object alive, so its id cannot be reused while cached.
+                cinfo = codes.get(id(code))
+                if cinfo is None or cinfo[-1] is not code:
+                    cinfo = codes[id(code)] = (*self._classify_code(name, info, code), code)
+                kind = cinfo[0]
+                if kind == _OWNER:
+                    # Keyed by the instruction offset: f_lineno scans the code's line table.
+                    lasti = frame.f_lasti
+                    if via:
+                        via.reverse()
+                        key = (id(code), lasti, *via)
+                    else:
+                        key = (id(code), lasti)
+                    owners = self._owners
+                    owner = owners.get(key)
+                    if owner is None:
+                        owner = Owner(
+                            cinfo[1], cinfo[2], f"{cinfo[3]}:{frame.f_lineno} in {code.co_name}", tuple(via)
+                        )
+                        if len(owners) < 8192:
+                            owners[key] = owner
+                    return owner
+                info = cinfo
+            if kind == _VIA:
+                if info[1] not in via:
+                    via.append(info[1])
             elif kind == _SELF_KIND:
                 saw_self = True
             frame = frame.f_back
@@ -101,10 +182,10 @@ class DistributionAttributor:
             return Owner(_SELF, None, "mit_network_audit", tuple(via))
         return None
 
-    # -- per code object, cached ----------------------------------------------------------------
-    def _classify(self, frame) -> tuple:
-        module = frame.f_globals.get("__name__") or ""
-        filename = frame.f_code.co_filename
+    # -- per module and per code object, cached ---------------------------------------------------
+    def _classify_module(self, module) -> tuple:
+        """What the module name alone decides; ``_CANDIDATE``: the code object decides."""
+        module = module if isinstance(module, str) else ""
         top = module.split(".", 1)[0]
         if top == _SELF:
             return (_SELF_KIND,)
@@ -115,16 +196,40 @@ class DistributionAttributor:
         if top in self._transport:
             return (_VIA, top)
         if module == "__main__" or module == "__mp_main__":
+            return (_CANDIDATE, True)
+        if top in _STDLIB_TOP:
+            return self._stdlib_kind(module)
+        if not top:
+            return (_SKIP,)
+        return (_CANDIDATE, False)
+
+    @staticmethod
+    def _stdlib_kind(module: str) -> tuple:
+        for name in (module, module.rsplit(".", 1)[0]):
+            if name in STDLIB_VIA:
+                return (_VIA, name)
+        return (_SKIP,)
+
+    def _classify_code(self, module, info: tuple, code) -> tuple:
+        module = module if isinstance(module, str) else ""
+        filename = code.co_filename
+        if info[1]:  # __main__
             return (_OWNER, "__main__", None, os.path.basename(filename))
-        if top in _STDLIB_TOP or filename.startswith("<frozen"):
-            for name in (module, module.rsplit(".", 1)[0]):
-                if name in STDLIB_VIA:
-                    return (_VIA, name)
+        if filename.startswith("<frozen"):
+            return self._stdlib_kind(module)
+        if filename.startswith("<"):
             return (_SKIP,)
-        if not top or filename.startswith("<"):
-            return (_SKIP,)
+        top = module.split(".", 1)[0]
         addon, author = self._owner_of(top)
         return (_OWNER, addon, author, module_relpath(module, filename))
+
+    def _classify(self, frame) -> tuple:
+        """The classification of one frame (module first, then its code object if needed)."""
+        name = frame.f_globals.get("__name__")
+        info = self._classify_module(name)
+        if info[0] == _CANDIDATE:
+            return self._classify_code(name, info, frame.f_code)
+        return info
 
     def _owner_of(self, top: str) -> tuple[str, str | None]:
         cached = self._owner_cache.get(top)

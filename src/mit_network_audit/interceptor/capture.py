@@ -23,11 +23,16 @@ State lives in context variables, so threads and asyncio tasks never see each ot
 from __future__ import annotations
 
 import contextvars
+import os
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
+
+from . import event as _event_module
+from .event import FIELD_NAMES, new_event_id
+from .event import PendingEvent as _PendingEvent
 
 # The call that currently owns the row in this thread / task, if any.
 _active: contextvars.ContextVar[Call | None] = contextvars.ContextVar("mna_active_call", default=None)
@@ -60,42 +65,37 @@ runtime = Runtime()
 
 class Call:
     """One logical network call in flight.  Holds raw values (URL, header values) in memory only:
-    the pipeline turns them into the metadata-only NetEvent and the Call is dropped."""
+    the pipeline turns them into the metadata-only NetEvent and the Call is dropped.
 
-    __slots__ = (
-        "channel", "direction", "protocol", "method", "url", "host", "port", "path",
-        "dest_ip", "dest_port", "src_ip", "src_port", "status", "outcome", "error",
-        "req_bytes", "resp_bytes", "req_headers", "resp_headers", "owner", "detail",
-        "started_at_us", "_t0", "_token", "_deferred", "_done", "_fingerprint", "verbs", "_holds", "_ended",
-        "layers", "tap_state",
-        "__weakref__",
-    )
+    Defaults live on the class: creating a call sets four attributes, not thirty (the hot path)."""
+
+    protocol = method = url = host = port = path = None
+    dest_ip = dest_port = src_ip = src_port = None
+    status = None
+    outcome = "ok"
+    error = None
+    req_bytes = 0
+    resp_bytes = 0
+    req_headers: Iterable = ()  # (name, value) pairs — values never leave memory
+    resp_headers: Iterable = ()
+    owner = None
+    detail = None
+    verbs: list[str] | None = None  # mail/FTP protocol verbs
+    _fingerprint = None
+    _deferred = False
+    _done = False
+    _holds = 0  # open response bodies still streaming; the row waits for them
+    _ended = False
+    layers: list[str] | None = None  # inner libraries that carried the call (for ``via``)
+    _token = None
+    tap_state = None
+    _src_sock = None  # a socket whose local address is still to be read (see channels/socket.py)
 
     def __init__(self, channel: str, direction: str) -> None:
         self.channel = channel
         self.direction = direction
-        self.protocol = self.method = self.url = self.host = self.port = self.path = None
-        self.dest_ip = self.dest_port = self.src_ip = self.src_port = None
-        self.status = None
-        self.outcome = "ok"
-        self.error = None
-        self.req_bytes = 0
-        self.resp_bytes = 0
-        self.req_headers = ()  # iterable of (name, value) pairs — values never leave memory
-        self.resp_headers = ()
-        self.owner = None
-        self.detail = None
-        self.verbs: list[str] | None = None
-        self._fingerprint = None
-        self._deferred = False
-        self._done = False
-        self._holds = 0  # open response bodies still streaming; the row waits for them
-        self._ended = False
-        self.layers: list[str] | None = None  # inner libraries that carried the call (for ``via``)
-        self._token = None
-        self.tap_state = None
-        self.started_at_us = time.time_ns() // 1000
-        self._t0 = time.perf_counter_ns()
+        self.started_at_us = _time_ns() // 1000
+        self._t0 = _perf_ns()
 
     # -- enrichment helpers used by channels ------------------------------------------------
     def enrich(self, **fields) -> None:
@@ -145,15 +145,13 @@ class Call:
     def defer(self) -> None:
         """The response body streams after the call returns: ``finish()`` emits the row later."""
         self._deferred = True
-        with _pending_lock:
-            _pending.add(self)
+        _pending.add(self)  # atomic under the GIL: no lock on the hot path
 
     def hold(self) -> None:
         """A response body is attached and may still stream: keep the row open until ``release``."""
         self._holds += 1
         if self._ended and not self._deferred:
             self.defer()
-
 
     def fingerprint_hex(self) -> str | None:
         fp = self._fingerprint
@@ -211,29 +209,30 @@ def channel_enabled(channel: str) -> bool:
     return runtime.active and channel not in runtime.disabled and not _suppressed.get()
 
 
-def begin(channel: str, direction: str = "outbound", *, frame=None, activate: bool = True,
-          **fields) -> Call | None:
+def begin(
+    channel: str, direction: str = "outbound", *, frame=None, activate: bool = True, **fields
+) -> Call | None:
     """Open a call scope, or return None when an outer layer owns the call (or we must not audit).
 
     ``activate=False`` creates the call without making it current: for libraries whose logical
     call spans several entry points (http.client's request ... getresponse ... read), which
     then make it current only inside their own code with ``with capture.scope(call):``."""
     try:
-        if not runtime.active or _suppressed.get() or channel in runtime.disabled:
-            return None
-        if _active.get() is not None:
+        rt = runtime
+        if not rt.active or _active_get() is not None or _suppressed_get() or channel in rt.disabled:
             return None
         call = Call(channel, direction)
-        for key, value in fields.items():
-            setattr(call, key, value)
-        attributor = runtime.attributor
+        if fields:
+            for key, value in fields.items():
+                setattr(call, key, value)
+        attributor = rt.attributor
         if attributor is not None and direction != "inbound":
             try:
-                call.owner = attributor.attribute(frame if frame is not None else sys._getframe(1))
+                call.owner = attributor.attribute(frame if frame is not None else _getframe(1))
             except Exception:
                 counters["errors.attribution"] += 1
         if activate:
-            call._token = _active.set(call)
+            call._token = _active_set(call)
         return call
     except Exception:
         counters["errors.capture"] += 1
@@ -266,8 +265,9 @@ class scope:
 def end(call: Call, exc: BaseException | None = None) -> None:
     """Close the scope opened by ``begin``; emit the row unless the call was deferred."""
     try:
-        token, call._token = call._token, None
+        token = call._token
         if token is not None:
+            call._token = None
             try:
                 _active.reset(token)
             except ValueError:  # ended in another context (a callback): just clear ours
@@ -275,10 +275,13 @@ def end(call: Call, exc: BaseException | None = None) -> None:
         call._ended = True
         if exc is not None:
             fail(call, exc)
-        if call._holds > 0 and not call._deferred:
-            call.defer()
-        if not call._deferred:
-            finish(call)
+        if call._deferred:
+            return
+        if call._holds > 0:  # a body still streams: the row waits for it (call.defer(), inlined)
+            call._deferred = True
+            _pending.add(call)
+            return
+        finish(call)
     except Exception:
         counters["errors.capture"] += 1
 
@@ -290,27 +293,25 @@ def fail(call: Call, exc: BaseException) -> None:
 
 
 def finish(call: Call) -> None:
-    """Run the pipeline and hand the event to the sink, once.  Never raises."""
+    """Hand the call's row to the sink, once.  Never raises.
+
+    Only the raw values are taken here, on the calling thread (duration, capture time); the
+    pipeline (redaction, classification, the NetEvent's fields) runs later, off the caller's
+    path: the event is a ``PendingEvent`` built on first read — by the sink's writer thread
+    or by this module's background builder, whichever comes first (``stats()`` and a body tap
+    build at once)."""
     if call._done:
         return
     call._done = True
     if call._deferred:
-        with _pending_lock:
-            _pending.discard(call)
-    duration_ns = time.perf_counter_ns() - call._t0
+        _pending.discard(call)
     try:
-        event = None
-        ev: dict = {}
-        for stage_name, stage in runtime.pipeline:
-            try:
-                stage(call, ev)
-            except Exception:
-                counters[f"errors.{stage_name}"] += 1
-                _SAFE_DEFAULTS.get(stage_name, _noop)(ev)
-        ev["duration_us"] = duration_ns // 1000
-        from .event import NetEvent  # local: keeps import cycles impossible
-
-        event = NetEvent(**ev)
+        event = _new_pending(_PendingEvent)  # fields come later (PendingEvent.__getattr__)
+        _set_attr(
+            event,
+            "_src",
+            (_build, call, _perf_ns() - call._t0, _time_ns() // 1000, runtime.pipeline, _pid[0]),
+        )
     except Exception:
         counters["errors.pipeline"] += 1
         counters["dropped"] += 1
@@ -323,7 +324,54 @@ def finish(call: Call) -> None:
         except Exception:
             counters["errors.body_tap"] += 1
         call.tap_state = None
-    emit(event)
+    sink = runtime.sink
+    if sink is None:
+        return
+    try:
+        sink.emit(event)
+        counters["events"] += 1
+    except Exception:
+        counters["errors.sink"] += 1
+        counters["dropped"] += 1
+    if not _unbuilt:
+        _builder.wake()
+    _unbuilt_append(event)
+
+
+def _build(call: Call, duration_ns: int, logged_at_us: int, pipeline, pid: int) -> dict:
+    """The pipeline proper: a finished call's raw values -> NetEvent fields.  Never raises."""
+    ev: dict = {}
+    for stage_name, stage in pipeline:
+        try:
+            stage(call, ev)
+        except Exception:
+            counters[f"errors.{stage_name}"] += 1
+            _SAFE_DEFAULTS.get(stage_name, _noop)(ev)
+    if "event_id" not in ev:  # the base stage failed: a minimal row still says a call happened
+        ev.update(
+            event_id=_new_event_id(),
+            started_at_us=call.started_at_us,
+            direction=call.direction,
+            channel=call.channel,
+        )
+    ev["logged_at_us"] = logged_at_us
+    ev["duration_us"] = duration_ns // 1000
+    ev["pid"] = pid
+    sock = call._src_sock
+    if sock is not None:  # a local address left for later by the socket layer (see channels/socket.py)
+        call._src_sock = None
+        if ev.get("src_ip") is None:
+            try:
+                local = sock.getsockname()
+                ev["src_ip"], ev["src_port"] = local[0], local[1]
+            except Exception:
+                pass
+    unknown = [key for key in ev if key not in _EVENT_FIELDS]
+    if unknown:  # a stage wrote a field the schema does not have: drop it, count it
+        counters["errors.pipeline"] += 1
+        for key in unknown:
+            del ev[key]
+    return ev
 
 
 def emit(event) -> None:
@@ -340,10 +388,69 @@ def emit(event) -> None:
 
 def finish_pending() -> None:
     """At exit (or uninstall): rows of streamed calls whose body was never fully read."""
-    with _pending_lock:
-        calls = list(_pending)
-    for call in calls:
+    for call in list(_pending):  # list(set) is atomic under the GIL
         finish(call)
+
+
+def build_pending() -> None:
+    """Build every emitted event not built yet, here and now (``stats()`` does this first, so
+    its error counters include the stages of every call made so far)."""
+    while True:
+        try:
+            event = _unbuilt.popleft()
+        except IndexError:
+            return
+        try:
+            event._materialize()
+        except Exception:
+            counters["errors.pipeline"] += 1
+
+
+class _Builder:
+    """The background builder: a daemon thread that builds emitted events nobody has read yet,
+    in batches, so the pipeline's cost never lands on the audited call.  Started on first use
+    (and again in a forked child); it only ever does the auditor's own work (suppressed)."""
+
+    delay = 0.02  # seconds to let a burst accumulate before building it
+    idle_check = 1.0  # a wake-up can be missed in a race: look at the queue at least this often
+
+    def __init__(self) -> None:
+        self.running = False
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        """The queue was empty and gets an event (once per burst, not per call)."""
+        if not self.running:
+            self.start()
+        self._wake.set()
+
+    def start(self) -> None:
+        with self._lock:
+            if self.running:
+                return
+            thread = threading.Thread(target=self._run, name="mna-event-builder", daemon=True)
+            self.running = True
+            try:
+                thread.start()
+            except Exception:  # interpreter shutting down, or no threads: reads still build
+                counters["errors.builder"] += 1
+
+    def _run(self) -> None:
+        suppress_current_thread()
+        sleep = time.sleep
+        while True:
+            wake = self._wake
+            wake.wait(self.idle_check)
+            wake.clear()
+            if _unbuilt:
+                sleep(self.delay)
+                build_pending()
+
+    def reset_after_fork(self) -> None:
+        self.running = False
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
 
 
 def _noop(ev: dict) -> None:
@@ -363,17 +470,37 @@ _SAFE_DEFAULTS = {"redaction": _redaction_failed}
 
 def stats() -> dict:
     """Counters: events emitted, dropped, and failures swallowed per stage."""
+    build_pending()
     snapshot = dict(counters)
-    with _pending_lock:
-        snapshot["pending"] = len(_pending)
+    snapshot["pending"] = len(_pending)
     return snapshot
 
 
 def reset_after_fork() -> None:
     _active.set(None)
-    with _pending_lock:
-        _pending.clear()
+    _pending.clear()
+    _pid[0] = os.getpid()
+    _unbuilt.clear()  # the parent's builder owns those; a read in the child still builds them
+    _builder.reset_after_fork()
+    _event_module._build_lock = threading.RLock()  # the parent's builder may have held it
 
 
 def set_disabled(channels: Iterable[str]) -> None:
     runtime.disabled = frozenset(c.strip() for c in channels if c and c.strip())
+
+
+# Hot-path aliases (a global load instead of an attribute lookup per call).
+_active_get = _active.get
+_active_set = _active.set
+_suppressed_get = _suppressed.get
+_getframe = sys._getframe
+_time_ns = time.time_ns
+_perf_ns = time.perf_counter_ns
+_pid = [os.getpid()]
+_unbuilt: deque = deque()  # emitted PendingEvents the background builder has not seen yet
+_unbuilt_append = _unbuilt.append
+_builder = _Builder()
+_new_pending = object.__new__
+_set_attr = object.__setattr__
+_new_event_id = new_event_id
+_EVENT_FIELDS = frozenset(FIELD_NAMES)

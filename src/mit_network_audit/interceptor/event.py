@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 
@@ -93,10 +94,107 @@ class NetEvent:
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(NetEvent))
+_FIELD_SET = frozenset(FIELD_NAMES)
+_set = object.__setattr__
+
+
+class PendingEvent(NetEvent):
+    """A NetEvent whose fields are computed on first use (DESIGN §2: capture stays cheap).
+
+    The calling thread only records raw values (the ``Call``); redaction, classification and
+    the field-by-field build run when somebody first reads a field — the journal's writer
+    thread, or the interceptor's own background builder (``capture``), whichever comes first.
+    Field slots are unset until then, so a read falls through to ``__getattr__``, which builds
+    every field once (under a lock) and from then on reads cost what they cost on a NetEvent.
+    Everything that works on a NetEvent (``as_dict``, equality with a NetEvent, hashing,
+    ``dataclasses.asdict/replace``, pickling) works on a PendingEvent."""
+
+    __slots__ = ("_src",)
+
+    def __getattr__(self, name):
+        if name not in _FIELD_SET:
+            raise AttributeError(name)
+        self._materialize()
+        return object.__getattribute__(self, name)
+
+    def _materialize(self) -> None:
+        with _build_lock:
+            try:
+                src = object.__getattribute__(self, "_src")
+            except AttributeError:
+                src = None
+            if src is None:
+                return  # built already (or made whole by the dataclass __init__)
+            try:
+                fields = src[0](*src[1:])
+            except Exception:  # the builder never raises; belt and braces: a minimal valid row
+                fields = {
+                    "event_id": new_event_id(),
+                    "logged_at_us": 0,
+                    "started_at_us": 0,
+                    "duration_us": 0,
+                    "direction": "outbound",
+                    "channel": "unknown",
+                }
+            for name, default in _DEFAULTS:
+                _set(self, name, fields.get(name, default))
+            _set(self, "_src", None)
+
+    def is_built(self) -> bool:
+        try:
+            return object.__getattribute__(self, "_src") is None
+        except AttributeError:
+            return True
+
+    def __eq__(self, other):
+        if isinstance(other, NetEvent):
+            return all(getattr(self, n) == getattr(other, n) for n in FIELD_NAMES)
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(tuple(getattr(self, n) for n in FIELD_NAMES))
+
+    def __repr__(self):
+        return "NetEvent(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in FIELD_NAMES) + ")"
+
+    def __reduce__(self):
+        return (_rebuild, (tuple(getattr(self, n) for n in FIELD_NAMES),))
+
+
+def _rebuild(values) -> NetEvent:
+    return NetEvent(**dict(zip(FIELD_NAMES, values, strict=True)))
+
+
+def pending_event(builder, *args) -> PendingEvent:
+    """A PendingEvent whose fields ``builder(*args)`` returns (a dict of NetEvent fields)."""
+    ev = object.__new__(PendingEvent)
+    _set(ev, "_src", (builder, *args))
+    return ev
+
+
+def _default_of(f):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return None
+
+
+_DEFAULTS: tuple = tuple((f.name, _default_of(f)) for f in dataclasses.fields(NetEvent))
+_build_lock = threading.RLock()
 LIST_FIELDS = frozenset({"query_keys", "req_headers", "resp_headers", "via"})
 INT_FIELDS = frozenset(
-    {"v", "logged_at_us", "started_at_us", "duration_us", "port", "dest_port", "src_port", "status",
-     "req_bytes", "resp_bytes", "pid"}
+    {
+        "v",
+        "logged_at_us",
+        "started_at_us",
+        "duration_us",
+        "port",
+        "dest_port",
+        "src_port",
+        "status",
+        "req_bytes",
+        "resp_bytes",
+        "pid",
+    }
 )
 BOOL_FIELDS = frozenset({"vendor_bound"})
 
@@ -116,9 +214,19 @@ def internal_event(kind: str, detail: str | None = None, **fields) -> NetEvent:
     """An ``internal`` row: the auditor's own facts (gaps, settings changes, heartbeats, ...)."""
     ts = now_us()
     base = dict(
-        event_id=new_event_id(), logged_at_us=ts, started_at_us=ts, duration_us=0,
-        direction="internal", channel="audit", protocol=None, method=kind,
-        pid=os.getpid(), hostname=_HOSTNAME, dest_class="local", addon="mit_network_audit", detail=detail,
+        event_id=new_event_id(),
+        logged_at_us=ts,
+        started_at_us=ts,
+        duration_us=0,
+        direction="internal",
+        channel="audit",
+        protocol=None,
+        method=kind,
+        pid=os.getpid(),
+        hostname=_HOSTNAME,
+        dest_class="local",
+        addon="mit_network_audit",
+        detail=detail,
     )
     base.update(fields)
     return NetEvent(**base)

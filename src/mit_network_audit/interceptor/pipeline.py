@@ -16,6 +16,8 @@ _HOSTNAME = socket.gethostname()
 
 
 def base_fields(call, ev: dict) -> None:
+    # logged_at_us, duration_us and pid are taken when the call finishes (capture.finish), since
+    # the pipeline itself runs later, off the caller's path; the values here are overwritten.
     ev.update(
         event_id=new_event_id(),
         logged_at_us=now_us(),

@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
-import weakref
-
 from .. import capture
-
-
-def _release_once(call, state) -> None:
-    if not state[0]:
-        state[0] = True
-        capture.release(call)
 
 
 class CountingReader:
     """Proxy for a response's file object (http.client's ``fp``): counts what the reader takes,
-    releases the call's row when the body is closed or collected.  Reads are passed through as is."""
+    releases the call's row when the body is closed or collected.  Reads are passed through as is.
 
-    __slots__ = ("_raw", "_call", "_state", "_finalizer", "__weakref__")
+    Collection is noticed by ``__del__`` rather than ``weakref.finalize`` (which costs a registry
+    entry per response); a body still open at exit is finished by ``capture.finish_pending``."""
+
+    __slots__ = ("_raw", "_call", "_released", "__weakref__")
 
     def __init__(self, raw, call) -> None:
         self._raw = raw
         self._call = call
-        self._state = [False]
-        call.hold()
-        self._finalizer = weakref.finalize(self, _release_once, call, self._state)
+        self._released = False
+        call._holds += 1  # call.hold(), inlined (once per HTTP response)
+        if call._ended and not call._deferred:
+            call.defer()
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            call = self._call
+            try:  # capture.release(call), inlined: this runs once per HTTP response
+                call._holds -= 1
+                if call._holds <= 0 and call._ended:
+                    capture.finish(call)
+            except Exception:
+                capture.counters["errors.capture"] += 1
+
+    def __del__(self):
+        try:
+            self._release()
+        except Exception:  # during interpreter shutdown globals may be gone: never raise here
+            pass
 
     def read(self, *args):
         data = self._raw.read(*args)
@@ -54,7 +67,7 @@ class CountingReader:
         try:
             return self._raw.close()
         finally:
-            self._finalizer()
+            self._release()
 
     def __getattr__(self, name):
         return getattr(self._raw, name)

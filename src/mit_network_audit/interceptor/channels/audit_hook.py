@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 
 from .. import capture
 from ..event import internal_event
+from . import _audit_events
 from . import socket as socket_channel
 
 NAME = "audit"
@@ -24,13 +24,13 @@ _state = {"enabled": False, "hooked": False, "tamper_reported": set()}
 
 
 def _hook(event, args):
-    if event not in _EVENTS or not _state["enabled"]:
+    if not _state["enabled"]:
         return
     try:
-        if getattr(socket_channel.in_wrapper, "active", False) or capture.is_suppressed():
-            return
-        if capture.current() is not None:
+        if capture._active_get() is not None:
             return  # an outer layer owns this call (e.g. a library over _socket directly)
+        if getattr(socket_channel.in_wrapper, "active", False) or capture._suppressed_get():
+            return
         sock, address = args
         if getattr(sock, "family", None) == getattr(socket, "AF_UNIX", None):
             return  # not network traffic (the socket wrapper counts unix connects)
@@ -44,11 +44,23 @@ def _hook(event, args):
 
 def _report_tamper() -> None:
     wrapper = socket.socket.__dict__.get("connect")
-    if getattr(wrapper, "__mna_original__", None) is None and "connect" not in _state["tamper_reported"] \
-            and "socket" in _installed_channels():
+    if (
+        getattr(wrapper, "__mna_original__", None) is None
+        and "connect" not in _state["tamper_reported"]
+        and "socket" in _installed_channels()
+    ):
         _state["tamper_reported"].add("connect")
-        capture.emit(internal_event("tamper", detail=json.dumps(
-            {"patch": "socket.socket.connect", "what": "restored or replaced behind the auditor's back"})))
+        capture.emit(
+            internal_event(
+                "tamper",
+                detail=json.dumps(
+                    {
+                        "patch": "socket.socket.connect",
+                        "what": "restored or replaced behind the auditor's back",
+                    }
+                ),
+            )
+        )
 
 
 def _installed_channels():
@@ -58,12 +70,13 @@ def _installed_channels():
 
 
 def install(patches) -> None:
-    if not _state["hooked"]:
-        sys.addaudithook(_hook)
-        _state["hooked"] = True
+    # Through the one shared hook (channels/_audit_events.py): every audit event of the process
+    # then costs one Python call and a dict lookup, not one call per listening channel.
+    _audit_events.register(_EVENTS, _hook, skip_when_owned=True)
     _state["enabled"] = True
     _state["tamper_reported"].clear()
 
 
 def uninstall() -> None:
     _state["enabled"] = False
+    _audit_events.unregister(_EVENTS)

@@ -10,6 +10,7 @@ counting proxy on the response's file object.
 from __future__ import annotations
 
 import http.client
+import types
 
 from .. import capture
 from ._body import CountingReader
@@ -29,109 +30,180 @@ def _peer(sock):
     return {}
 
 
+def _peer_cached(conn, sock) -> dict:
+    """Peer and local address of ``conn``'s socket, read once per socket (keep-alive reuses it:
+    no syscalls on the hot path).  The cache holds the socket itself, so a new socket (a
+    reconnect) can never be mistaken for the old one."""
+    d = conn.__dict__
+    cached = d.get("_mna_peer")
+    if cached is not None and cached[0] is sock:
+        return cached[1]
+    fields = _peer(sock)
+    d["_mna_peer"] = (sock, fields)
+    return fields
+
+
+def _attach_direct(conn) -> None:  # replaced by install()
+    pass
+
+
+def _detach_direct(conn) -> None:
+    """The direct call ended: drop the per-connection wrappers (and the cycle they make)."""
+    d = conn.__dict__
+    d.pop("_send_output", None)
+    d.pop("send", None)
+    d["_mna_call"] = None
+
+
+def _buffer_headers(buffer) -> list:
+    """Header (name, value) pairs of a request as http.client buffered it (``putheader`` lines)."""
+    out = []
+    for line in buffer[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            out.append((name, value.strip().replace(b"\r\n\t", b", ")))
+    return out
+
+
 def install(patches) -> None:
     HTTPConnection = http.client.HTTPConnection
+    HTTPSConnection = http.client.HTTPSConnection
+    current = capture._active_get
+    scope = capture.scope
 
     def make_putrequest(original):
-        def putrequest(self, method, url, *args, **kwargs):
-            outer = capture.current()
-            call = None
-            if outer is not None:
-                outer.add_layer(NAME)
-            else:
-                scheme = "https" if isinstance(self, http.client.HTTPSConnection) else "http"
-                host = self.host if ":" not in self.host else f"[{self.host}]"
-                full = url if "://" in url else f"{scheme}://{host}:{self.port}{url}"
-                call = capture.begin(NAME, activate=False, method=method, url=full, protocol=scheme)
-                if call is not None:
-                    call.req_headers = []
-            self.__dict__["_mna_call"] = call
-            self.__dict__["_mna_body"] = False
-            with capture.scope(call):
+        def putrequest(self, method, url, skip_host=False, skip_accept_encoding=False):
+            outer = current()
+            d = self.__dict__
+            if outer is not None:  # an outer layer owns the call: note the layer, nothing more
+                layers = outer.layers
+                if layers is None:
+                    outer.layers = [NAME]
+                elif NAME not in layers:
+                    layers.append(NAME)
+                d["_mna_call"] = None
+                return original(self, method, url, skip_host, skip_accept_encoding)
+            args, kwargs = (skip_host, skip_accept_encoding), {}
+            scheme = "https" if isinstance(self, HTTPSConnection) else "http"
+            host = self.host if ":" not in self.host else f"[{self.host}]"
+            full = url if "://" in url else f"{scheme}://{host}:{self.port}{url}"
+            call = capture.begin(NAME, activate=False, method=method, url=full, protocol=scheme)
+            d["_mna_call"] = call
+            d["_mna_body"] = False
+            if call is None:
+                return original(self, method, url, *args, **kwargs)
+            _attach_direct(self)
+            with scope(call):
                 try:
                     return original(self, method, url, *args, **kwargs)
                 except BaseException as exc:
-                    if call is not None:
-                        self.__dict__["_mna_call"] = None
-                        capture.end(call, exc)
+                    _detach_direct(self)
+                    capture.end(call, exc)
                     raise
-        return putrequest
 
-    def make_putheader(original):
-        def putheader(self, header, *values):
-            call = self.__dict__.get("_mna_call")
-            if call is not None:
-                try:
-                    call.req_headers.append((header, b", ".join(v if isinstance(v, bytes) else str(v).encode()
-                                                                for v in values)))
-                except Exception:
-                    capture.counters["errors.capture"] += 1
-            return original(self, header, *values)
-        return putheader
+        return putrequest
 
     def make_send_output(original):
         def _send_output(self, message_body=None, *args, **kwargs):
             call = self.__dict__.get("_mna_call")
             if call is None:
                 return original(self, message_body, *args, **kwargs)
+            try:  # the request's headers, as buffered by putheader (no per-header wrapper needed)
+                call.req_headers = _buffer_headers(self._buffer)
+            except Exception:
+                capture.counters["errors.capture"] += 1
             if isinstance(message_body, bytes | bytearray | str):
-                call.add_request_body(message_body if not isinstance(message_body, str)
-                                      else message_body.encode("iso-8859-1", "replace"))
+                call.add_request_body(
+                    message_body
+                    if not isinstance(message_body, str)
+                    else message_body.encode("iso-8859-1", "replace")
+                )
             elif message_body is not None:
                 message_body = _counting(message_body, call)
-            with capture.scope(call):
+            with scope(call):
                 try:
                     result = original(self, message_body, *args, **kwargs)
                 except BaseException as exc:
-                    self.__dict__["_mna_call"] = None
+                    _detach_direct(self)
                     capture.end(call, exc)
                     raise
             self.__dict__["_mna_body"] = True  # later send() calls carry body bytes (urllib3 style)
             return result
+
         return _send_output
 
     def make_send(original):
         def send(self, data):
-            call = self.__dict__.get("_mna_call")
-            if call is not None and self.__dict__.get("_mna_body"):
+            d = self.__dict__
+            call = d.get("_mna_call")
+            if call is not None and d.get("_mna_body"):
                 call.add_request_body(data if not hasattr(data, "read") else b"")
             return original(self, data)
+
         return send
 
     def make_getresponse(original):
         def getresponse(self):
             call = self.__dict__.get("_mna_call")
-            owner = call if call is not None else capture.current()
-            with capture.scope(call):
+            if call is None:
+                owner = current()
+                response = original(self)
+                if owner is None:
+                    return response
+                try:  # under an outer layer: peer address (once per socket) and the body count
+                    sock = self.sock
+                    if owner.src_ip is None and sock is not None:
+                        cached = self.__dict__.get("_mna_peer")  # _peer_cached(), inlined
+                        peer = (
+                            cached[1]
+                            if cached is not None and cached[0] is sock
+                            else _peer_cached(self, sock)
+                        )
+                        if peer:
+                            if owner.dest_ip is None:
+                                owner.dest_ip, owner.dest_port = peer["dest_ip"], peer["dest_port"]
+                            owner.src_ip, owner.src_port = peer["src_ip"], peer["src_port"]
+                    if response.fp is not None:
+                        response.fp = CountingReader(response.fp, owner)
+                except Exception:
+                    capture.counters["errors.capture"] += 1
+                return response
+            with scope(call):
                 try:
                     response = original(self)
                 except BaseException as exc:
-                    if call is not None:
-                        self.__dict__["_mna_call"] = None
-                        capture.end(call, exc)
+                    _detach_direct(self)
+                    capture.end(call, exc)
                     raise
-            if owner is None:
-                return response
             try:
-                if owner.dest_ip is None and self.sock is not None:
-                    owner.enrich(**_peer(self.sock))
-                if call is not None:
-                    self.__dict__["_mna_call"] = None
-                    call.status = response.status
-                    call.resp_headers = response.getheaders()
+                if call.dest_ip is None and self.sock is not None:
+                    call.enrich(**_peer_cached(self, self.sock))
+                _detach_direct(self)
+                call.status = response.status
+                call.resp_headers = response.getheaders()
                 if response.fp is not None:
-                    response.fp = CountingReader(response.fp, owner)
+                    response.fp = CountingReader(response.fp, call)
             except Exception:
                 capture.counters["errors.capture"] += 1
-            if call is not None:
-                capture.end(call)
+            capture.end(call)
             return response
+
         return getresponse
 
+    # http.client used directly: its call spans putrequest ... endheaders/_send_output ... send(body)
+    # ... getresponse.  putrequest and getresponse are wrapped on the class (getresponse also
+    # serves outer layers: peer address, body count); _send_output and send only matter to a
+    # direct call, so they are attached to that connection object alone while its call runs —
+    # under requests/urllib3 (an outer owner) they cost nothing.
+    def attach_direct(conn) -> None:
+        cls, d = type(conn), conn.__dict__
+        # Around the class's own methods, so a subclass's overrides still run.
+        d["_send_output"] = types.MethodType(make_send_output(cls._send_output), conn)
+        d["send"] = types.MethodType(make_send(cls.send), conn)
+
+    global _attach_direct
+    _attach_direct = attach_direct
     patches.wrap(HTTPConnection, "putrequest", make_putrequest)
-    patches.wrap(HTTPConnection, "putheader", make_putheader)
-    patches.wrap(HTTPConnection, "_send_output", make_send_output)
-    patches.wrap(HTTPConnection, "send", make_send)
     patches.wrap(HTTPConnection, "getresponse", make_getresponse)
 
 

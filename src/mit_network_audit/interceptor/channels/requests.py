@@ -19,19 +19,27 @@ def install(patches) -> None:
 
     adapters = importlib.import_module(TARGET)  # not requests.adapters: may run mid-import of requests
 
+    begin = capture.begin
+
     def make_send(original):
         def send(self, request, *args, **kwargs):
-            call = capture.begin(NAME, method=request.method, url=request.url)
+            call = begin(NAME)
             if call is None:
                 return original(self, request, *args, **kwargs)
             try:
-                call.req_headers = list(request.headers.items())
+                call.method = request.method
+                call.url = request.url
+                headers = request.headers
+                store = getattr(headers, "_store", None)  # _pairs(), inlined
+                call.req_headers = list(store.values()) if isinstance(store, dict) else list(headers.items())
                 body = request.body
-                if isinstance(body, bytes | str):
+                if body is None:
+                    pass
+                elif isinstance(body, _TEXT):
                     call.add_request_body(body.encode("utf-8") if isinstance(body, str) else body)
-                elif body is not None and not hasattr(body, "read") and hasattr(body, "__iter__"):
+                elif not hasattr(body, "read") and hasattr(body, "__iter__"):
                     request.body = CountingIterable(body, call)
-                elif body is not None:
+                else:
                     call.req_bytes += _length(body)
             except Exception:
                 capture.counters["errors.capture"] += 1
@@ -42,14 +50,29 @@ def install(patches) -> None:
                 raise
             try:
                 call.status = response.status_code
-                call.resp_headers = list(response.headers.items())
+                headers = response.headers
+                store = getattr(headers, "_store", None)
+                call.resp_headers = list(store.values()) if isinstance(store, dict) else _pairs(headers)
             except Exception:
                 capture.counters["errors.capture"] += 1
             capture.end(call)
             return response
+
         return send
 
     patches.wrap(adapters.HTTPAdapter, "send", make_send)
+
+
+_TEXT = (bytes, str)
+
+
+def _pairs(headers) -> list:
+    """(name, value) pairs of a requests ``CaseInsensitiveDict`` without its Python-level
+    iteration: its ``_store`` maps lower-case names to (name, value) already."""
+    store = getattr(headers, "_store", None)
+    if isinstance(store, dict):  # an OrderedDict
+        return list(store.values())
+    return list(headers.items())
 
 
 def _length(body) -> int:

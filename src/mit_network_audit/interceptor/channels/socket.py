@@ -8,9 +8,12 @@ collected (or at exit).  Unix-domain sockets are not network traffic: only count
 
 from __future__ import annotations
 
+import _socket
 import errno
+import inspect
 import socket
 import threading
+import types
 import weakref
 
 from .. import capture
@@ -22,6 +25,7 @@ TARGET = None
 # owned by an outer layer cost one failed dict lookup per send/recv.
 _tracked: dict[int, capture.Call] = {}
 in_wrapper = threading.local()  # the audit hook skips connects our wrapper already saw
+AF_UNIX = getattr(socket, "AF_UNIX", None)
 
 
 def _address(address):
@@ -47,6 +51,43 @@ def _enrich_peer(call, sock) -> None:
         pass
 
 
+_numeric: dict = {}  # host string -> True if it is an IP address in canonical form
+
+
+def _is_numeric(host) -> bool:
+    known = _numeric.get(host)
+    if known is None:
+        known = False
+        if isinstance(host, str):
+            for family in (socket.AF_INET, socket.AF_INET6):
+                try:
+                    known = socket.inet_ntop(family, socket.inet_pton(family, host)) == host
+                except (OSError, ValueError):
+                    continue
+                break
+        if len(_numeric) < 4096:
+            _numeric[host] = known
+    return known
+
+
+def _enrich_connected(call, sock, address) -> None:
+    """Peer and local address after a successful connect.  The peer is the connect() argument
+    when that is a numeric address (what getpeername() would return: no syscall); only the
+    local address needs one (getsockname)."""
+    try:
+        host = address[0]
+        if _is_numeric(host):
+            if call.dest_ip is None:
+                call.dest_ip, call.dest_port = host, address[1]
+            if call.src_ip is None:
+                local = sock.getsockname()
+                call.src_ip, call.src_port = local[0], local[1]
+        else:
+            _enrich_peer(call, sock)
+    except (OSError, TypeError, IndexError):
+        pass
+
+
 def _forget(key, call) -> None:
     if _tracked.pop(key, None) is not None:
         capture.release(call)
@@ -55,8 +96,13 @@ def _forget(key, call) -> None:
 def start_raw_row(sock, address, channel: str = NAME):
     """A row for a socket nobody owns; finished when the socket closes or is collected."""
     host, port = _address(address)
-    call = capture.begin(channel, activate=False, protocol=_protocol(sock), host=str(host) if host else None,
-                         port=port if isinstance(port, int) else None)
+    call = capture.begin(
+        channel,
+        activate=False,
+        protocol=_protocol(sock),
+        host=str(host) if host else None,
+        port=port if isinstance(port, int) else None,
+    )
     if call is None:
         return None
     if isinstance(host, str):
@@ -69,21 +115,135 @@ def _track(sock, call) -> None:
     _tracked[key] = call
     call.hold()
     weakref.finalize(sock, _forget, key, call)
+    _count_bytes_of(sock)
     capture.end(call)  # the scope ends; the row waits for close (hold)
+
+
+# Byte counting.  Only sockets with a row of their own count their bytes, so only they pay for
+# it: such a socket's class is switched to a counting subclass of its own class (same layout, same
+# repr), made once per class.  Every other socket — those under an HTTP/mail owner, the journal's,
+# a server's — keeps its class and runs send/recv at C speed, without a Python wrapper.
+_counting_classes: dict[type, type] = {}
+
+
+def _count_bytes_of(sock) -> None:
+    cls = type(sock)
+    if cls in _counting_classes.values():
+        return
+    try:
+        counting = _counting_classes.get(cls)
+        if counting is None:
+            counting = _counting_classes[cls] = _counting_class(cls)
+        sock.__class__ = counting
+    except Exception:  # an exotic socket class: the row still comes, without byte counts
+        capture.counters["errors.socket_counting"] += 1
+
+
+def _counting_class(base: type) -> type:
+    def counting(name: str, sent: bool):
+        original = getattr(base, name)
+
+        def method(self, *args, **kwargs):
+            result = original(self, *args, **kwargs)
+            call = _tracked.get(id(self))
+            if call is not None:
+                n = (
+                    result
+                    if isinstance(result, int)
+                    else (
+                        len(result)
+                        if isinstance(result, bytes)
+                        else len(result[0])
+                        if isinstance(result, tuple)
+                        else 0
+                    )
+                )
+                if sent:
+                    call.req_bytes += n if result is not None else len(args[0]) if args else 0
+                else:
+                    call.resp_bytes += n
+            return result
+
+        method.__name__ = method.__qualname__ = name
+        return method
+
+    def sendall_counting():
+        original = base.sendall
+
+        def sendall(self, data, *args):
+            result = original(self, data, *args)
+            call = _tracked.get(id(self))
+            if call is not None:
+                call.req_bytes += len(data)
+            return result
+
+        return sendall
+
+    def closing(name: str):
+        original = getattr(base, name)
+
+        def close(self):
+            call = _tracked.pop(id(self), None)
+            try:
+                return original(self)
+            finally:
+                if call is not None:
+                    capture.release(call)
+
+        close.__name__ = close.__qualname__ = name
+        return close
+
+    namespace = {
+        "__slots__": (),
+        "__module__": base.__module__,
+        "__qualname__": base.__qualname__,
+        "send": counting("send", True),
+        "recv": counting("recv", False),
+        "recv_into": counting("recv_into", False),
+        "recvfrom": counting("recvfrom", False),
+        "close": closing("close"),
+        "detach": closing("detach"),
+    }
+    if not isinstance(inspect.getattr_static(base, "sendall", None), types.FunctionType):
+        # A C sendall (the stdlib's) bypasses send: count it.  A Python one (gevent's) loops over
+        # self.send, which counts already.
+        namespace["sendall"] = sendall_counting()
+    return type(base.__name__, (base,), namespace)
 
 
 def install(patches) -> None:
     cls = socket.socket
 
+    active_get = capture._active_get
+    suppressed_get = capture._suppressed_get
+    rt = capture.runtime
+    family_of = _socket.socket.family.__get__  # the raw int: socket.family's enum conversion is slow
+    numeric_get = _numeric.get  # a host already known to be a canonical IP address (see _is_numeric)
+
     def make_connect(original, returns_errno=False):
         def connect(self, address):
-            if not capture.runtime.active or capture.is_suppressed():
+            if not rt.active or suppressed_get():
                 return original(self, address)
-            if self.family == getattr(socket, "AF_UNIX", None):
+            if type(address) is not tuple and family_of(self) == AF_UNIX:
                 capture.counters["socket.unix"] += 1
                 return original(self, address)
-            outer = capture.current()
-            call = None if outer is not None else start_raw_row(self, address)
+            outer = active_get()
+            if outer is not None:
+                # The hot path (every HTTP/mail/FTP connect): the owner's row gets the addresses.
+                # The audit hook sees an owner and stays out, so no thread-local flag is needed.
+                result = original(self, address)
+                if outer.src_ip is None and (not returns_errno or result == 0):
+                    if numeric_get(address[0]) and outer.dest_ip is None:  # _enrich_connected(), inlined
+                        outer.dest_ip, outer.dest_port = address[0], address[1]
+                        try:
+                            local = self.getsockname()
+                            outer.src_ip, outer.src_port = local[0], local[1]
+                        except (OSError, TypeError, IndexError):
+                            pass
+                    else:
+                        _enrich_connected(outer, self, address)
+                return result
+            call = start_raw_row(self, address)
             in_wrapper.active = True
             try:
                 result = original(self, address)
@@ -97,47 +257,29 @@ def install(patches) -> None:
                 raise
             finally:
                 in_wrapper.active = False
-            target = outer if outer is not None else call
-            if target is not None:
-                _enrich_peer(target, self)
             if call is not None:
                 if returns_errno and result not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
                     call.outcome = "error"
                     call.error = f"OSError.{errno.errorcode.get(result, result)}"
                     capture.end(call)
                 else:
+                    if result == 0 or not returns_errno:
+                        _enrich_connected(call, self, address)
                     _track(self, call)
             return result
+
         return connect
-
-    def make_counting(original, sent: bool):
-        def method(self, *args, **kwargs):
-            result = original(self, *args, **kwargs)
-            call = _tracked.get(id(self))
-            if call is not None:
-                n = result if isinstance(result, int) else (len(result) if isinstance(result, bytes) else
-                                                            len(result[0]) if isinstance(result, tuple) else 0)
-                if sent:
-                    call.req_bytes += n if result is not None else len(args[0]) if args else 0
-                else:
-                    call.resp_bytes += n
-            return result
-        return method
-
-    def make_sendall(original):
-        def sendall(self, data, *args):
-            result = original(self, data, *args)
-            call = _tracked.get(id(self))
-            if call is not None:
-                call.req_bytes += len(data)
-            return result
-        return sendall
 
     def make_sendto(original):
         def sendto(self, data, *args):
             key = id(self)
-            if key not in _tracked and capture.runtime.active and not capture.is_suppressed() \
-                    and capture.current() is None and self.family != getattr(socket, "AF_UNIX", None):
+            if (
+                key not in _tracked
+                and capture.runtime.active
+                and not capture.is_suppressed()
+                and capture.current() is None
+                and self.family != getattr(socket, "AF_UNIX", None)
+            ):
                 call = start_raw_row(self, args[-1] if args else None)
                 if call is not None:
                     _track(self, call)
@@ -150,28 +292,13 @@ def install(patches) -> None:
             if call is not None:
                 call.req_bytes += n
             return n
-        return sendto
 
-    def make_close(original):
-        def close(self):
-            call = _tracked.pop(id(self), None)
-            try:
-                return original(self)
-            finally:
-                if call is not None:
-                    capture.release(call)
-        return close
+        return sendto
 
     patches.wrap(cls, "connect", make_connect)
     patches.wrap(cls, "connect_ex", lambda o: make_connect(o, returns_errno=True))
-    patches.wrap(cls, "send", lambda o: make_counting(o, sent=True))
-    patches.wrap(cls, "sendall", make_sendall)
     patches.wrap(cls, "sendto", make_sendto)
-    patches.wrap(cls, "recv", lambda o: make_counting(o, sent=False))
-    patches.wrap(cls, "recv_into", lambda o: make_counting(o, sent=False))
-    patches.wrap(cls, "recvfrom", lambda o: make_counting(o, sent=False))
-    patches.wrap(cls, "close", make_close)
-    patches.wrap(cls, "detach", make_close)
+    # send/sendall/recv*/close/detach: not wrapped on the class; see _count_bytes_of().
 
 
 def uninstall() -> None:

@@ -18,12 +18,18 @@ def install(patches) -> None:
     import urllib3.connectionpool
     import urllib3.poolmanager
 
+    current = capture._active_get
+
     def wrap_urlopen(full_url):
         def make(original):
             def urlopen(self, method, url, *args, **kwargs):
-                outer = capture.current()
-                if outer is not None:
-                    outer.add_layer(NAME)
+                outer = current()
+                if outer is not None:  # under requests: only note the layer (one contextvar read)
+                    layers = outer.layers
+                    if layers is None:
+                        outer.layers = [NAME]
+                    elif NAME not in layers:
+                        layers.append(NAME)
                     return original(self, method, url, *args, **kwargs)
                 call = capture.begin(NAME, method=method, url=full_url(self, url))
                 if call is None:
@@ -53,7 +59,9 @@ def install(patches) -> None:
                     capture.counters["errors.capture"] += 1
                 capture.end(call)
                 return response
+
             return urlopen
+
         return make
 
     def pool_url(pool, url):
