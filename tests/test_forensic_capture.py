@@ -797,3 +797,31 @@ def test_audited_host_with_only_the_public_key_stores_but_cannot_read(
     # one writer, one ephemeral key: every row names it, and the key id of the officer's key pair
     epks = store.execute_raw("SELECT DISTINCT epk, key_id FROM egress_body")
     assert len(epks) == 1 and epks[0][1] == forensic.key_id(forensic.public_key(private))
+
+
+def test_forked_worker_captures_with_its_own_writer(tmp_path, servers, key, audited):
+    """Prefork servers (Odoo, gunicorn): the tap installed in the parent keeps working in a forked
+    worker, which starts its own writer thread and connection."""
+    inside, _ = servers
+    dsn = f"sqlite:///{tmp_path}/journal.db"
+    settings(dsn, enabled="true", hosts="127.0.0.1")
+    a = audited(dsn)
+    canary = Canary("fork")
+    import requests
+
+    pid = os.fork()
+    if pid == 0:  # the worker: one call, then what a normal exit runs (atexit), then leave
+        code = 1
+        try:
+            requests.post(inside + "/worker", data=canary.body, timeout=10)
+            forensic._flush_writers_at_exit()
+            a.sink.flush(10)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    store = open_store(dsn)
+    (info,) = forensic.list_bodies(store)
+    assert info.chain_seq is not None and store.get(info.chain_seq).event.pid == pid
+    assert forensic.read_body(store, info.event_id, actor="olga").body == canary.body

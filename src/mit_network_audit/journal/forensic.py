@@ -576,7 +576,7 @@ class BodyWriter:
     ) -> None:
         self._given = None if isinstance(store_or_dsn, str) else store_or_dsn
         self.dsn = store_or_dsn if isinstance(store_or_dsn, str) else getattr(store_or_dsn, "dsn", None)
-        self._sealer = Sealer(public)
+        self._public = bytes(public)
         self.retention_days = retention_days
         self.flush_interval = flush_interval
         self.queue_limit = queue_limit
@@ -587,6 +587,7 @@ class BodyWriter:
         _live_writers.add(self)
 
     def _reset(self) -> None:
+        self._sealer = Sealer(self._public)  # a forked worker gets its own content key (and lock)
         self._pid = os.getpid()
         self._store = self._given
         self._queue: deque = deque()
