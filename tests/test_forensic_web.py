@@ -148,6 +148,9 @@ def test_officer_reads_body_journaled_first(live):
     assert api.status_code == 200 and base64.b64decode(api.json()["body_b64"]) == live.canary.body
     assert api.json()["read_seq"] == open_store(live.dsn).head().chain_seq
     assert _reads(live.dsn)[0]["via"] == "api" and len(_reads(live.dsn)) == before + 2
+    listing = session.get(live.url + "/forensic").text  # the reads, from the journal, on the page
+    reads_table = listing.split('id="reads"')[1]
+    assert reads_table.count("(officer)") == len(_reads(live.dsn)) and ">api<" in reads_table
     status = requests.get(
         live.url + "/api/forensic", headers={"Authorization": f"Bearer {live.officer_token}"}
     )

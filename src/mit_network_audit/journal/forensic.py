@@ -469,6 +469,30 @@ def count_bodies(store) -> int:
     return int(store.execute_raw(f"SELECT count(*) FROM {TABLE}")[0][0]) if table_exists(store) else 0
 
 
+def recent_reads(store, limit: int = 50) -> list[dict]:
+    """The newest ``forensic_read`` rows of the journal (who read which body, when, through what)."""
+    p = "%s" if _pg(store) else "?"
+    rows = store.execute_raw(
+        "SELECT chain_seq, logged_at_us, detail FROM egress_log WHERE direction = 'internal' "
+        f"AND method = 'forensic_read' ORDER BY chain_seq DESC LIMIT {p}",
+        (int(limit),),
+    )
+    out = []
+    for seq, at, detail in rows:
+        try:
+            facts = json.loads(detail or "{}")
+        except ValueError:
+            facts = {}
+        out.append(
+            {
+                "seq": int(seq),
+                "at_us": int(at),
+                **{k: facts.get(k) for k in ("actor", "role", "via", "event_id", "chain_seq")},
+            }
+        )
+    return out
+
+
 # -- reading ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BodyRead:

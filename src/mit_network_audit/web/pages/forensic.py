@@ -64,7 +64,11 @@ def forensic_pages(ctx: Context) -> APIRouter:
     def forensic_page(request: Request):
         store = ctx.store
         return ctx.page(
-            request, "forensic.html", status=_status(store), bodies=forensic.list_bodies(store, limit=200)
+            request,
+            "forensic.html",
+            status=_status(store),
+            bodies=forensic.list_bodies(store, limit=200),
+            reads=forensic.recent_reads(store, limit=50),
         )
 
     @router.post("/forensic/capture")
