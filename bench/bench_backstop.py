@@ -1,6 +1,7 @@
 """Backstop and inbound overhead, side by side: interleaved rounds, each configuration in its own process.
 
     .venv/bin/python bench/bench_backstop.py [--rounds 7] [--calls 2000]
+    .venv/bin/python bench/bench_backstop.py --instructions   # callgrind instruction counts
 
 * raw socket connect + close to a loopback listener, nobody owns it (the socket layer makes a row);
 * the same connect + close under an owner (an outer layer's call is current: the socket layer only
@@ -90,8 +91,12 @@ TARGETS = {"raw_connect": None, "owned_connect": 2.0, "wsgi": 20.0}
 
 
 def run(mode: str, what: str, port: int, calls: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", WORKER, mode, what, str(port), str(calls)], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER, mode, what, str(port), str(calls)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -99,9 +104,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instead: instructions per operation under callgrind (none / ours)",
+    )
     args = ap.parse_args()
     listener = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True)
     port = int(listener.stdout.readline())
+    if args.instructions:
+        from bench_interceptor import instructions  # same directory
+
+        try:
+            print(
+                "| benchmark | configuration | instructions per operation, calling thread | added "
+                "| all threads | added |"
+            )
+            print("|---|---|---:|---:|---:|---:|")
+            for what in TARGETS:
+                ir = instructions(WORKER, ("none", "ours"), what, port, 500, 2500)
+                base = ir["none"]
+                for mode, (main_ir, all_ir) in ir.items():
+                    print(
+                        f"| {what} | {mode} | {main_ir:,.0f} | {main_ir - base[0]:+,.0f} | {all_ir:,.0f} "
+                        f"| {all_ir - base[1]:+,.0f} |"
+                    )
+        finally:
+            listener.kill()
+        return
     wall: dict[tuple[str, str], list[float]] = {}
     cpu: dict[tuple[str, str], list[float]] = {}
     rows: dict[str, int] = {}
@@ -117,15 +147,23 @@ def main() -> None:
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     finally:
         listener.kill()
-    print("| benchmark | configuration | wall median (µs) | caller CPU median (µs) | added CPU (µs) | target |")
+    print(
+        "| benchmark | configuration | wall median (µs) | caller CPU median (µs) | added CPU (µs) | target |"
+    )
     print("|---|---|---:|---:|---:|---|")
     for what, target in TARGETS.items():
         base = statistics.median(cpu[(what, "none")])
         for mode in ("none", "ours"):
             c = statistics.median(cpu[(what, mode)])
             added = "—" if mode == "none" else f"{c - base:+.1f}"
-            goal = "—" if mode == "none" or target is None else f"≤ {target:g} µs: {'met' if c - base <= target else 'NOT met'}"
-            print(f"| {what} | {mode} | {statistics.median(wall[(what, mode)]):.1f} | {c:.1f} | {added} | {goal} |")
+            goal = (
+                "—"
+                if mode == "none" or target is None
+                else f"≤ {target:g} µs: {'met' if c - base <= target else 'NOT met'}"
+            )
+            print(
+                f"| {what} | {mode} | {statistics.median(wall[(what, mode)]):.1f} | {c:.1f} | {added} | {goal} |"
+            )
     print(f"\nrows emitted in the last 'ours' process: {rows}")
 
 

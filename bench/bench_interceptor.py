@@ -1,6 +1,7 @@
 """Interceptor overhead, side by side, interleaved rounds, each configuration in its own process.
 
     .venv/bin/python bench/bench_interceptor.py [--rounds 7] [--calls 2000]
+    .venv/bin/python bench/bench_interceptor.py --instructions   # callgrind instruction counts
 
 * requests.Session.get (keep-alive) to a loopback server (in another process): no instrumentation,
   ours, OpenTelemetry requests+urllib3 with a no-op tracer provider, and with the SDK + in-memory exporter;
@@ -12,10 +13,13 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 SERVER = textwrap.dedent("""
@@ -66,6 +70,7 @@ WORKER = textwrap.dedent("""
                     return int(line.split()[1])
 
     samples, cpu = [], []
+    p0 = time.process_time_ns()
     if what == "requests":
         import requests
         s = requests.Session()
@@ -114,7 +119,10 @@ WORKER = textwrap.dedent("""
             b"".join(it)
             getattr(it, "close", lambda: None)()
             samples.append(time.perf_counter_ns() - t); cpu.append(time.thread_time_ns() - k)
-    print(json.dumps({"median_us": statistics.median(samples) / 1000, "cpu_us": statistics.mean(cpu) / 1000}))
+    # process CPU: every thread, so work moved off the caller (the background event builder) still counts
+    proc = (time.process_time_ns() - p0) / len(samples) / 1000
+    print(json.dumps({"median_us": statistics.median(samples) / 1000, "cpu_us": statistics.mean(cpu) / 1000,
+                      "proc_us": proc}))
 """)
 
 LISTENER = textwrap.dedent("""
@@ -128,9 +136,52 @@ LISTENER = textwrap.dedent("""
 
 
 def run(mode, what, port, calls):
-    out = subprocess.run([sys.executable, "-c", WORKER, mode, what, str(port), str(calls)], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER, mode, what, str(port), str(calls)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def instructions(worker: str, modes, what: str, port: int, n1: int, n2: int) -> dict:
+    """Instructions per call under ``valgrind --tool=callgrind`` (repeatable on a loaded machine):
+    (Ir(n2 calls) - Ir(n1 calls)) / (n2 - n1), for the calling (main) thread and for all threads."""
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in modes:
+            totals = []
+            for n in (n1, n2):
+                prefix = os.path.join(tmp, f"{mode}.{n}")
+                subprocess.run(
+                    [
+                        "valgrind",
+                        "--tool=callgrind",
+                        "--separate-threads=yes",
+                        f"--callgrind-out-file={prefix}.%p",
+                        sys.executable,
+                        "-c",
+                        worker,
+                        mode,
+                        what,
+                        str(port),
+                        str(n),
+                    ],
+                    capture_output=True,
+                    check=True,
+                    env={**os.environ, "PYTHONHASHSEED": "0"},
+                )
+                main_ir = all_ir = 0
+                for name in glob.glob(prefix + ".*"):
+                    with open(name) as fh:
+                        ir = next((int(line.split()[1]) for line in fh if line.startswith("totals:")), 0)
+                    all_ir += ir
+                    if name.endswith("-01"):
+                        main_ir = ir
+                totals.append((main_ir, all_ir))
+            out[mode] = tuple((b - a) / (n2 - n1) for a, b in zip(totals[0], totals[1], strict=True))
+    return out
 
 
 def main() -> None:
@@ -138,12 +189,38 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--rss-calls", type=int, default=100_000)
+    ap.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instead: instructions per requests call under callgrind (none / ours / otel_noop)",
+    )
     args = ap.parse_args()
+    if args.instructions:
+        server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+        try:
+            ir = instructions(
+                WORKER, ("none", "ours", "otel_noop"), "requests", int(server.stdout.readline()), 100, 300
+            )
+        finally:
+            server.kill()
+        print("| configuration | instructions per call, calling thread | added | all threads | added |")
+        print("|---|---:|---:|---:|---:|")
+        for mode, (main_ir, all_ir) in ir.items():
+            base = ir["none"]
+            print(
+                f"| {mode} | {main_ir:,.0f} | {main_ir - base[0]:+,.0f} | {all_ir:,.0f} | {all_ir - base[1]:+,.0f} |"
+            )
+        ours, noop = ir["ours"][0] - ir["none"][0], ir["otel_noop"][0] - ir["none"][0]
+        print(
+            f"\nadded instructions on the calling thread: ours / OpenTelemetry no-op = {ours / noop:.2f} (target <= 0.33)"
+        )
+        return
     server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
     listener = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True)
     port, lport = int(server.stdout.readline()), int(listener.stdout.readline())
     results: dict[tuple[str, str], list[float]] = {}
     cpu: dict[tuple[str, str], list[float]] = {}
+    proc: dict[tuple[str, str], list[float]] = {}
     try:
         plan = [("requests", m) for m in ("none", "ours", "otel_noop", "otel_sdk")]
         plan += [("socket", m) for m in ("none", "ours")] + [("wsgi", m) for m in ("none", "ours")]
@@ -154,6 +231,7 @@ def main() -> None:
                 out = run(mode, what, p, calls)
                 results.setdefault((what, mode), []).append(out["median_us"])
                 cpu.setdefault((what, mode), []).append(out["cpu_us"])
+                proc.setdefault((what, mode), []).append(out["proc_us"])
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         rss = {mode: run(mode, "rss", port, args.rss_calls) for mode in ("none", "ours")}
     finally:
@@ -161,19 +239,33 @@ def main() -> None:
         listener.kill()
     med = {k: statistics.median(v) for k, v in results.items()}
     cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
-    print("| benchmark | configuration | wall median (µs) | caller CPU per call (µs) | added CPU vs none (µs) |")
-    print("|---|---|---:|---:|---:|")
+    proc_med = {k: statistics.median(v) for k, v in proc.items()}
+    print(
+        "| benchmark | configuration | wall median (µs) | caller CPU per call (µs) | added caller CPU (µs) "
+        "| process CPU per call, all threads (µs) | added process CPU (µs) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
     for (what, mode), value in med.items():
         added = cpu_med[(what, mode)] - cpu_med[(what, "none")]
-        print(f"| {what} | {mode} | {value:.1f} | {cpu_med[(what, mode)]:.1f} | "
-              f"{'—' if mode == 'none' else f'{added:+.1f}'} |")
+        padded = proc_med[(what, mode)] - proc_med[(what, "none")]
+        print(
+            f"| {what} | {mode} | {value:.1f} | {cpu_med[(what, mode)]:.1f} | "
+            f"{'—' if mode == 'none' else f'{added:+.1f}'} | {proc_med[(what, mode)]:.1f} | "
+            f"{'—' if mode == 'none' else f'{padded:+.1f}'} |"
+        )
     ours = cpu_med[("requests", "ours")] - cpu_med[("requests", "none")]
     noop = cpu_med[("requests", "otel_noop")] - cpu_med[("requests", "none")]
-    print(f"\nadded caller CPU per requests call: ours {ours:.1f} µs, OpenTelemetry no-op {noop:.1f} µs, "
-          f"ratio {ours / noop:.2f} (target <= 0.33)" if noop > 0 else "")
+    print(
+        f"\nadded caller CPU per requests call: ours {ours:.1f} µs, OpenTelemetry no-op {noop:.1f} µs, "
+        f"ratio {ours / noop:.2f} (target <= 0.33)"
+        if noop > 0
+        else ""
+    )
     grow = {m: (v["rss_kb"] - v["base_kb"]) / 1024 for m, v in rss.items()}
-    print(f"RSS growth over {args.rss_calls:,} calls after warm-up: none {grow['none']:.1f} MB, ours {grow['ours']:.1f} MB; "
-          f"final RSS none {rss['none']['rss_kb'] / 1024:.1f} MB, ours {rss['ours']['rss_kb'] / 1024:.1f} MB")
+    print(
+        f"RSS growth over {args.rss_calls:,} calls after warm-up: none {grow['none']:.1f} MB, ours {grow['ours']:.1f} MB; "
+        f"final RSS none {rss['none']['rss_kb'] / 1024:.1f} MB, ours {rss['ours']['rss_kb'] / 1024:.1f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -221,7 +221,11 @@ def begin(
         rt = runtime
         if not rt.active or _active_get() is not None or _suppressed_get() or channel in rt.disabled:
             return None
-        call = Call(channel, direction)
+        call = _object_new(Call)  # Call.__init__, inlined (one Python call less per call)
+        call.channel = channel
+        call.direction = direction
+        call.started_at_us = _time_ns() // 1000
+        call._t0 = _perf_ns()
         if fields:
             for key, value in fields.items():
                 setattr(call, key, value)
@@ -500,7 +504,7 @@ _pid = [os.getpid()]
 _unbuilt: deque = deque()  # emitted PendingEvents the background builder has not seen yet
 _unbuilt_append = _unbuilt.append
 _builder = _Builder()
-_new_pending = object.__new__
+_new_pending = _object_new = object.__new__
 _set_attr = object.__setattr__
 _new_event_id = new_event_id
 _EVENT_FIELDS = frozenset(FIELD_NAMES)

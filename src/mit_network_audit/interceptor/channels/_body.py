@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .. import capture
 
+_new = object.__new__
+
 
 class CountingReader:
     """Proxy for a response's file object (http.client's ``fp``): counts what the reader takes,
@@ -21,6 +23,18 @@ class CountingReader:
         call._holds += 1  # call.hold(), inlined (once per HTTP response)
         if call._ended and not call._deferred:
             call.defer()
+
+    @classmethod
+    def wrap(cls, raw, call) -> CountingReader:
+        """``CountingReader(raw, call)`` without the ``__init__`` call (once per HTTP response)."""
+        self = _new(cls)
+        self._raw = raw
+        self._call = call
+        self._released = False
+        call._holds += 1
+        if call._ended and not call._deferred:
+            call.defer()
+        return self
 
     def _release(self) -> None:
         if not self._released:
@@ -67,7 +81,15 @@ class CountingReader:
         try:
             return self._raw.close()
         finally:
-            self._release()
+            if not self._released:  # self._release(), inlined
+                self._released = True
+                call = self._call
+                try:
+                    call._holds -= 1
+                    if call._holds <= 0 and call._ended:
+                        capture.finish(call)
+                except Exception:
+                    capture.counters["errors.capture"] += 1
 
     def __getattr__(self, name):
         return getattr(self._raw, name)

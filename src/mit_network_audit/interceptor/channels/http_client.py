@@ -69,6 +69,7 @@ def install(patches) -> None:
     HTTPConnection = http.client.HTTPConnection
     HTTPSConnection = http.client.HTTPSConnection
     current = capture._active_get
+    counting_reader = CountingReader.wrap
     scope = capture.scope
 
     def make_putrequest(original):
@@ -164,7 +165,7 @@ def install(patches) -> None:
                                 owner.dest_ip, owner.dest_port = peer["dest_ip"], peer["dest_port"]
                             owner.src_ip, owner.src_port = peer["src_ip"], peer["src_port"]
                     if response.fp is not None:
-                        response.fp = CountingReader(response.fp, owner)
+                        response.fp = counting_reader(response.fp, owner)
                 except Exception:
                     capture.counters["errors.capture"] += 1
                 return response

@@ -19,13 +19,14 @@ def install(patches) -> None:
 
     adapters = importlib.import_module(TARGET)  # not requests.adapters: may run mid-import of requests
 
-    begin = capture.begin
+    begin, end = capture.begin, capture.end
 
     def make_send(original):
-        def send(self, request, *args, **kwargs):
+        # HTTPAdapter.send's own signature (stable since requests 2.0): no *args/**kwargs re-packing.
+        def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
             call = begin(NAME)
             if call is None:
-                return original(self, request, *args, **kwargs)
+                return original(self, request, stream, timeout, verify, cert, proxies)
             try:
                 call.method = request.method
                 call.url = request.url
@@ -44,7 +45,7 @@ def install(patches) -> None:
             except Exception:
                 capture.counters["errors.capture"] += 1
             try:
-                response = original(self, request, *args, **kwargs)
+                response = original(self, request, stream, timeout, verify, cert, proxies)
             except BaseException as exc:
                 capture.end(call, exc)
                 raise
@@ -55,7 +56,7 @@ def install(patches) -> None:
                 call.resp_headers = list(store.values()) if isinstance(store, dict) else _pairs(headers)
             except Exception:
                 capture.counters["errors.capture"] += 1
-            capture.end(call)
+            end(call)
             return response
 
         return send
