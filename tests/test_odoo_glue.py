@@ -12,7 +12,9 @@ import types
 
 import pytest
 
-ADDON = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "odoo_addons", "mit_network_audit")
+ADDON = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "odoo_addons", "mit_network_audit"
+)
 
 
 def _load_glue():
@@ -20,8 +22,11 @@ def _load_glue():
     name = "mna_odoo_glue_under_test"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ADDON, "glue", "__init__.py"),
-                                                  submodule_search_locations=[os.path.join(ADDON, "glue")])
+    spec = importlib.util.spec_from_file_location(
+        name,
+        os.path.join(ADDON, "glue", "__init__.py"),
+        submodule_search_locations=[os.path.join(ADDON, "glue")],
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -40,8 +45,10 @@ marker = sys.modules["mna_odoo_glue_under_test.marker"]
 @pytest.fixture()
 def addons_root(tmp_path):
     """A fake addons path with two addons, one with an author, one with a broken manifest."""
-    for name, manifest in (("acme_sync", "{'name': 'Acme', 'author': 'Acme Corp', 'depends': ['base']}"),
-                           ("broken", "{'name': __import__('os').getcwd()}")):
+    for name, manifest in (
+        ("acme_sync", "{'name': 'Acme', 'author': 'Acme Corp', 'depends': ['base']}"),
+        ("broken", "{'name': __import__('os').getcwd()}"),
+    ):
         d = tmp_path / name
         (d / "models").mkdir(parents=True)
         (d / "__manifest__.py").write_text(manifest)
@@ -93,9 +100,14 @@ def _exec_as(module_name: str, source: str, filename: str) -> types.ModuleType:
 
 def test_attributor_names_the_addon_not_odoo_core(addons_root):
     # innermost: odoo core helper, called by the addon, called by odoo.http (core) — the addon owns it
-    core = _exec_as("odoo.tools.misc", "import sys\ndef helper():\n    return sys._getframe()\n", "/odoo/tools/misc.py")
-    addon = _exec_as("odoo.addons.acme_sync.models.sync",
-                     "def call(helper):\n    return helper()\n", str(addons_root / "acme_sync" / "models" / "sync.py"))
+    core = _exec_as(
+        "odoo.tools.misc", "import sys\ndef helper():\n    return sys._getframe()\n", "/odoo/tools/misc.py"
+    )
+    addon = _exec_as(
+        "odoo.addons.acme_sync.models.sync",
+        "def call(helper):\n    return helper()\n",
+        str(addons_root / "acme_sync" / "models" / "sync.py"),
+    )
     http = _exec_as("odoo.http", "def dispatch(call, helper):\n    return call(helper)\n", "/odoo/http.py")
     frame = http.dispatch(addon.call, core.helper)
     owner = attr.OdooAttributor([str(addons_root)]).attribute(frame)
@@ -105,13 +117,19 @@ def test_attributor_names_the_addon_not_odoo_core(addons_root):
 
 
 def test_attributor_falls_back_to_odoo_core_and_to_file_paths(addons_root):
-    core = _exec_as("odoo.service.server", "import sys\ndef tick():\n    return sys._getframe()\n",
-                    "/odoo/service/server.py")
+    core = _exec_as(
+        "odoo.service.server",
+        "import sys\ndef tick():\n    return sys._getframe()\n",
+        "/odoo/service/server.py",
+    )
     owner = attr.OdooAttributor([str(addons_root)]).attribute(core.tick())
     assert (owner.addon, owner.author) == ("odoo", "Odoo S.A.")
     # code of an addon loaded under another module name (a script run from the addon folder)
-    script = _exec_as("acme_script", "import sys\ndef go():\n    return sys._getframe()\n",
-                      str(addons_root / "acme_sync" / "models" / "script.py"))
+    script = _exec_as(
+        "acme_script",
+        "import sys\ndef go():\n    return sys._getframe()\n",
+        str(addons_root / "acme_sync" / "models" / "script.py"),
+    )
     assert attr.OdooAttributor([str(addons_root)]).attribute(script.go()).addon == "acme_sync"
 
 
@@ -122,12 +140,17 @@ def test_attributor_through_real_requests_call(addons_root, http_server):
     import mit_network_audit as mna
 
     memory = mna.MemorySink()
-    mna.install(sink=memory, attributor=attr.OdooAttributor([str(addons_root)]),
-                redaction=red.OdooRedaction(b"t" * 32))
+    mna.install(
+        sink=memory,
+        attributor=attr.OdooAttributor([str(addons_root)]),
+        redaction=red.OdooRedaction(b"t" * 32),
+    )
     try:
-        addon = _exec_as("odoo.addons.acme_sync.models.sync",
-                         "def call(requests, url):\n    return requests.get(url, timeout=5).status_code\n",
-                         str(addons_root / "acme_sync" / "models" / "sync.py"))
+        addon = _exec_as(
+            "odoo.addons.acme_sync.models.sync",
+            "def call(requests, url):\n    return requests.get(url, timeout=5).status_code\n",
+            str(addons_root / "acme_sync" / "models" / "sync.py"),
+        )
         assert addon.call(requests, http_server + "/echo/web/signup/abc") == 200
     finally:
         mna.uninstall()
@@ -163,6 +186,7 @@ def test_wrap_call_once_is_idempotent():
         def wrapper(self, environ, start_response):
             calls.append(1)
             return original(self, environ, start_response)
+
         return wrapper
 
     assert marker.wrap_call_once(App, make) is True
@@ -218,3 +242,48 @@ def test_routing_sink_is_fail_open():
     sink = routing.RoutingSink(boom, lambda: "x")
     sink.emit("e")
     assert sink.counters["errors"] == 1
+
+
+@pytest.mark.postgres
+def test_routing_sink_survives_prefork(pg_dsn):
+    """Odoo's prefork master writes (e.g. the row for spawning the gevent process) before it forks
+    its workers: each forked worker must write on its own connection and thread, the master keeps
+    its own, and the chain stays one (real PostgreSQL journal, real os.fork).  What a real Odoo
+    does with --workers and the gevent process is checked by scripts/odoo-prefork-check."""
+    import psycopg
+
+    from mit_network_audit.interceptor.event import internal_event
+    from mit_network_audit.journal import open_store
+    from mit_network_audit.journal.verify import verify
+
+    store = open_store(pg_dsn)  # the package's DDL, as the addon's install runs it
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE ir_module_module (name TEXT, state TEXT)")
+        conn.execute("INSERT INTO ir_module_module VALUES ('mit_network_audit', 'installed')")
+    sink = routing.RoutingSink(lambda db: pg_dsn, lambda: "odoo_db")  # the real BatchingSink and check
+    sink.emit(internal_event("heartbeat", detail="master before fork"))
+    assert sink.flush(10)
+    pid = os.fork()
+    if pid == 0:  # a worker: same RoutingSink object, inherited from the master
+        code = 1
+        try:
+            t = threading.current_thread()
+            t.dbname = "odoo_db"
+            for i in range(3):
+                sink.emit(internal_event("heartbeat", detail=f"worker {i}"))
+            code = 0 if sink.flush(10) else 2
+        finally:
+            os._exit(code)
+    sink.emit(internal_event("heartbeat", detail="master after fork"))
+    assert sink.flush(10)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid, detail FROM egress_log WHERE method = 'heartbeat' ORDER BY chain_seq"
+        ).fetchall()
+    assert sorted(d for p, d in rows if p == pid) == ["worker 0", "worker 1", "worker 2"]
+    assert sorted(d for p, d in rows if p == os.getpid()) == ["master after fork", "master before fork"]
+    assert verify(store).ok
+    sink.forget("odoo_db")
+    store.close()

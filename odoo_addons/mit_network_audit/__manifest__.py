@@ -3,8 +3,8 @@
     "version": "18.0.1.0.0",
     "summary": "Prove where your data goes: every network call in an append-only, hash-chained journal",
     "description": "Audits every outbound and inbound network call of the Odoo server, attributes it "
-                   "to the addon that made it, and shows a Trust Report. Built on the mit_network_audit "
-                   "Python package.",
+    "to the addon that made it, and shows a Trust Report. Built on the mit_network_audit "
+    "Python package.",
     "author": "MIT",
     "license": "LGPL-3",
     "category": "Administration",

@@ -19,8 +19,10 @@ def post_init_hook(env):
 def uninstall_hook(env):
     env.cr.execute("DROP VIEW IF EXISTS network_egress_log")
     env.cr.execute("DROP VIEW IF EXISTS network_egress_rollup")
-    _logger.warning("mit_network_audit uninstalled: the journal table egress_log and its checkpoints are KEPT "
-                    "as evidence (see docs/odoo.md to remove them deliberately)")
+    _logger.warning(
+        "mit_network_audit uninstalled: the journal table egress_log and its checkpoints are KEPT "
+        "as evidence (see docs/odoo.md to remove them deliberately)"
+    )
     try:
         from .glue import current_sink
 

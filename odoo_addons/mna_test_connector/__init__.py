@@ -1,1 +1,1 @@
-from . import connector  # noqa: F401
+from . import connector, controllers, models  # noqa: F401

@@ -51,8 +51,10 @@ def _patch_http() -> bool:
         def __call__(self, environ, start_response):
             middleware = getattr(self, "_mna_middleware", None)
             if middleware is None:
+
                 def app(env, sr, _self=self):
                     return original(_self, env, sr)
+
                 app.__module__ = "odoo.http"
                 middleware = AuditWSGIMiddleware(app, app_name="odoo")
                 try:
@@ -60,6 +62,7 @@ def _patch_http() -> bool:
                 except Exception:
                     pass
             return middleware(environ, start_response)
+
         return __call__
 
     return wrap_call_once(odoo.http.Application, make_wrapper)
@@ -80,8 +83,11 @@ def post_load() -> None:
 
         sink = RoutingSink(_dsn_for, _default_db)
         _state["sink"] = sink
-        interceptor.install(sink=sink, attributor=OdooAttributor(_addons_paths),
-                            redaction=OdooRedaction(load_or_create_salt()))
+        interceptor.install(
+            sink=sink,
+            attributor=OdooAttributor(_addons_paths),
+            redaction=OdooRedaction(load_or_create_salt()),
+        )
         _patch_http()
         _logger.info("mit_network_audit: interceptor installed (pid-wide), odoo.http patched")
     except Exception:  # fail-open: Odoo starts whatever happens here

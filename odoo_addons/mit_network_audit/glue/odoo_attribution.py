@@ -25,7 +25,7 @@ ADDONS_PREFIX = "odoo.addons."
 def addon_of_module(module: str) -> str | None:
     """``odoo.addons.sale.models.x`` -> ``sale``; anything else -> None."""
     if module.startswith(ADDONS_PREFIX):
-        name = module[len(ADDONS_PREFIX):].split(".", 1)[0]
+        name = module[len(ADDONS_PREFIX) :].split(".", 1)[0]
         return name or None
     return None
 
@@ -38,7 +38,7 @@ def addon_of_file(filename: str, addons_paths) -> str | None:
     for root in addons_paths:
         root = os.path.realpath(root).rstrip(os.sep) + os.sep
         if real.startswith(root):
-            name = real[len(root):].split(os.sep, 1)[0]
+            name = real[len(root) :].split(os.sep, 1)[0]
             if os.path.isfile(os.path.join(root, name, "__manifest__.py")):
                 return name
     return None
@@ -100,7 +100,9 @@ class OdooAttributor(DistributionAttributor):
                     saw_self = True
                 else:
                     via.reverse()
-                    return Owner(info[1], info[2], f"{info[3]}:{frame.f_lineno} in {code.co_name}", tuple(via))
+                    return Owner(
+                        info[1], info[2], f"{info[3]}:{frame.f_lineno} in {code.co_name}", tuple(via)
+                    )
             elif kind == _CORE:
                 if core is None:
                     core = (f"{info[1]}:{frame.f_lineno} in {code.co_name}", len(via))
@@ -111,7 +113,7 @@ class OdooAttributor(DistributionAttributor):
             frame = frame.f_back
             depth += 1
         if core is not None:
-            return Owner("odoo", "Odoo S.A.", core[0], tuple(reversed(via[:core[1]])))
+            return Owner("odoo", "Odoo S.A.", core[0], tuple(reversed(via[: core[1]])))
         if saw_self:
             via.reverse()
             return Owner(_SELF, None, _SELF, tuple(via))
@@ -122,11 +124,17 @@ class OdooAttributor(DistributionAttributor):
         filename = frame.f_code.co_filename
         addon = addon_of_module(module)
         if addon is None and not module.startswith("odoo"):
-            addon = addon_of_file(filename, self._paths()) if module.split(".", 1)[0] not in self._transport \
-                and module != "__main__" else None
+            addon = (
+                addon_of_file(filename, self._paths())
+                if module.split(".", 1)[0] not in self._transport and module != "__main__"
+                else None
+            )
         if addon is not None:
             return (_OWNER, addon, self.author(addon), module_relpath(module, filename), True)
-        if module == "odoo" or module.startswith("odoo.") or (
-                module == "__main__" and os.path.basename(filename).startswith("odoo")):
+        if (
+            module == "odoo"
+            or module.startswith("odoo.")
+            or (module == "__main__" and os.path.basename(filename).startswith("odoo"))
+        ):
             return (_CORE, module_relpath(module, filename))
         return self._classify(frame)

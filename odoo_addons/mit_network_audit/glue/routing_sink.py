@@ -99,7 +99,8 @@ def _has_journal(dsn: str) -> bool:
         with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
             row = conn.execute(
                 "SELECT to_regclass('egress_log') IS NOT NULL AND EXISTS (SELECT 1 FROM ir_module_module "
-                "WHERE name = 'mit_network_audit' AND state IN ('installed', 'to upgrade'))").fetchone()
+                "WHERE name = 'mit_network_audit' AND state IN ('installed', 'to upgrade'))"
+            ).fetchone()
             return bool(row and row[0])
     except Exception:
         return False

@@ -32,13 +32,27 @@ class AuditReport(models.AbstractModel):
             now_us = time.time_ns() // 1000
             result = verify(store) if verify_chain else None
             try:
-                checks = verify_trust(store, witness_path=self._param("witness_path") or None,
-                                      key_path=self._param("key_path") or None)
+                checks = verify_trust(
+                    store,
+                    witness_path=self._param("witness_path") or None,
+                    key_path=self._param("key_path") or None,
+                )
             except Exception as exc:  # no key configured yet: a review, not a crash
-                checks = [{"name": "checkpoint", "ok": True, "level": "review",
-                           "message": f"checkpoints not checked: {type(exc).__name__}"}]
-            report = build_report(store, now_us - int(days) * 86_400_000_000, now_us=now_us,
-                                  verify_result=result, trust_checks=checks)
+                checks = [
+                    {
+                        "name": "checkpoint",
+                        "ok": True,
+                        "level": "review",
+                        "message": f"checkpoints not checked: {type(exc).__name__}",
+                    }
+                ]
+            report = build_report(
+                store,
+                now_us - int(days) * 86_400_000_000,
+                now_us=now_us,
+                verify_result=result,
+                trust_checks=checks,
+            )
         finally:
             store.close()
         data = report.as_dict()
@@ -65,7 +79,11 @@ class AuditReport(models.AbstractModel):
 
         store = self.env["network.egress.component"]._open_store()
         try:
-            vacuum(store, older_than_s=days * 86_400, key=self._key(),
-                   witness_path=self._param("witness_path") or None)
+            vacuum(
+                store,
+                older_than_s=days * 86_400,
+                key=self._key(),
+                witness_path=self._param("witness_path") or None,
+            )
         finally:
             store.close()

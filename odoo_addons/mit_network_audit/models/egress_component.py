@@ -3,8 +3,13 @@ shipped catalogue (catalogue.toml).  Operators may add their own providers here.
 
 from odoo import api, fields, models
 
-DEST_CLASSES = [("vendor", "Vendor (MIT)"), ("provider", "Provider you chose"), ("own", "Own"),
-                ("local", "Local"), ("unknown", "Unknown")]
+DEST_CLASSES = [
+    ("vendor", "Vendor (MIT)"),
+    ("provider", "Provider you chose"),
+    ("own", "Own"),
+    ("local", "Local"),
+    ("unknown", "Unknown"),
+]
 
 
 class EgressComponent(models.Model):
@@ -31,12 +36,18 @@ class EgressComponent(models.Model):
         for comp in load_catalogue().components:
             if comp.name in existing:
                 continue
-            self.create({
-                "name": comp.name, "dest_class": comp.dest_class if comp.dest_class in dict(DEST_CLASSES) else "unknown",
-                "purpose": comp.purpose, "category": comp.category, "hosts": ",".join(comp.hosts),
-                "methods": ",".join(comp.methods), "max_request_bytes": comp.max_request_bytes or 0,
-                "seeded": True,
-            })
+            self.create(
+                {
+                    "name": comp.name,
+                    "dest_class": comp.dest_class if comp.dest_class in dict(DEST_CLASSES) else "unknown",
+                    "purpose": comp.purpose,
+                    "category": comp.category,
+                    "hosts": ",".join(comp.hosts),
+                    "methods": ",".join(comp.methods),
+                    "max_request_bytes": comp.max_request_bytes or 0,
+                    "seeded": True,
+                }
+            )
 
     @api.model
     def _dsn(self):

@@ -79,7 +79,9 @@ class EgressLog(models.Model):
     @api.depends("chain_seq", "method", "host")
     def _compute_display_label(self):
         for rec in self:
-            rec.display_label = f"#{rec.chain_seq} {rec.direction or ''} {rec.method or ''} {rec.host or ''}".strip()
+            rec.display_label = (
+                f"#{rec.chain_seq} {rec.direction or ''} {rec.method or ''} {rec.host or ''}".strip()
+            )
 
     @api.depends("addon")
     def _compute_module_id(self):
@@ -116,10 +118,14 @@ class EgressLog(models.Model):
         finally:
             store.close()
         return {
-            "type": "ir.actions.client", "tag": "display_notification",
-            "params": {"title": _("Journal verification"), "sticky": True,
-                       "type": "success" if result.ok else "danger",
-                       "message": result.message if hasattr(result, "message") else str(result.as_dict())},
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "title": _("Journal verification"),
+                "sticky": True,
+                "type": "success" if result.ok else "danger",
+                "message": result.message if hasattr(result, "message") else str(result.as_dict()),
+            },
         }
 
     def action_export_jsonl(self):
@@ -131,13 +137,23 @@ class EgressLog(models.Model):
         recs = self or self.search([], limit=10000)
         lines = []
         for rec in recs.sorted("chain_seq"):
-            row = rec.read([f for f in self._fields if f not in ("display_label", "module_id", "logged_at")])[0]
+            row = rec.read([f for f in self._fields if f not in ("display_label", "module_id", "logged_at")])[
+                0
+            ]
             lines.append(json.dumps(row, sort_keys=True, default=str))
-        attachment = self.env["ir.attachment"].create({
-            "name": "egress_log.jsonl", "mimetype": "application/jsonl", "res_model": self._name,
-            "datas": base64.b64encode(("\n".join(lines) + "\n").encode()),
-        })
-        return {"type": "ir.actions.act_url", "url": f"/web/content/{attachment.id}?download=true", "target": "self"}
+        attachment = self.env["ir.attachment"].create(
+            {
+                "name": "egress_log.jsonl",
+                "mimetype": "application/jsonl",
+                "res_model": self._name,
+                "datas": base64.b64encode(("\n".join(lines) + "\n").encode()),
+            }
+        )
+        return {
+            "type": "ir.actions.act_url",
+            "url": f"/web/content/{attachment.id}?download=true",
+            "target": "self",
+        }
 
     def _check_auditor(self):
         if not self.env.user.has_group("mit_network_audit.group_auditor"):

@@ -16,8 +16,11 @@ def ensure_journal(cr):
     for statement in postgres.DDL:
         cr.execute(statement)
     cr.execute("INSERT INTO mna_meta VALUES ('journal_id', %s) ON CONFLICT DO NOTHING", (uuid.uuid4().hex,))
-    cr.execute("INSERT INTO mna_meta VALUES ('schema_version', %s) "
-               "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(schema.SCHEMA_VERSION),))
+    cr.execute(
+        "INSERT INTO mna_meta VALUES ('schema_version', %s) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (str(schema.SCHEMA_VERSION),),
+    )
 
 
 def _table_exists(cr, name):

@@ -4,6 +4,10 @@ post_install: the journal is written on its own connection, which sees only comm
 addon must be installed and committed before the writer finds its table (the at_install phase runs
 inside the uncommitted install transaction)."""
 
+import json
+import os
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -33,8 +37,11 @@ def _journal_rows(env, where, params=()):
     sink.flush(10)
     dsn = env["network.egress.component"]._dsn()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return conn.execute(f"SELECT chain_seq, addon, addon_author, direction, host, port, path, status, call_site "
-                            f"FROM egress_log WHERE {where} ORDER BY chain_seq", params).fetchall()
+        return conn.execute(
+            f"SELECT chain_seq, addon, addon_author, direction, host, port, path, status, call_site "
+            f"FROM egress_log WHERE {where} ORDER BY chain_seq",
+            params,
+        ).fetchall()
 
 
 class _AuditCase:
@@ -101,10 +108,12 @@ class TestEgressAttribution(TransactionCase, _AuditCase):
         current_sink().flush(10)
         dsn = self.env["network.egress.component"]._dsn()
         with psycopg.connect(dsn, autocommit=True) as conn:
-            for sql in ("UPDATE egress_log SET host = 'tampered' WHERE chain_seq = (SELECT max(chain_seq) FROM egress_log)",
-                        "DELETE FROM egress_log WHERE chain_seq = (SELECT max(chain_seq) FROM egress_log)",
-                        "UPDATE network_egress_log SET host = 'x' WHERE id = (SELECT max(chain_seq) FROM egress_log)",
-                        "TRUNCATE egress_log"):
+            for sql in (
+                "UPDATE egress_log SET host = 'tampered' WHERE chain_seq = (SELECT max(chain_seq) FROM egress_log)",
+                "DELETE FROM egress_log WHERE chain_seq = (SELECT max(chain_seq) FROM egress_log)",
+                "UPDATE network_egress_log SET host = 'x' WHERE id = (SELECT max(chain_seq) FROM egress_log)",
+                "TRUNCATE egress_log",
+            ):
                 with self.subTest(sql=sql), self.assertRaises(psycopg.Error) as ctx:
                     conn.execute(sql)
                 self.assertIn("append-only", str(ctx.exception))
@@ -127,8 +136,12 @@ class TestEgressAttribution(TransactionCase, _AuditCase):
 class TestGroupsAccess(TransactionCase):
     def test_groups(self):
         viewer = new_test_user(self.env, "mna_viewer", groups="base.group_user,mit_network_audit.group_user")
-        auditor = new_test_user(self.env, "mna_auditor", groups="base.group_user,mit_network_audit.group_auditor")
-        officer = new_test_user(self.env, "mna_officer", groups="base.group_user,mit_network_audit.group_officer")
+        auditor = new_test_user(
+            self.env, "mna_auditor", groups="base.group_user,mit_network_audit.group_auditor"
+        )
+        officer = new_test_user(
+            self.env, "mna_officer", groups="base.group_user,mit_network_audit.group_officer"
+        )
         plain = new_test_user(self.env, "mna_plain", groups="base.group_user")
 
         def can(user, model, mode):
@@ -164,3 +177,106 @@ class TestInbound(HttpCase, _AuditCase):
             time.sleep(0.1)
         self.assertTrue(rows, "no inbound row for /web/login")
         self.assertEqual(rows[-1][7], 200)
+
+
+@tagged("post_install", "-at_install", "mit_network_audit")
+class TestForensicBodies(HttpCase, _AuditCase):
+    """network.egress_body over the package's sealed store: a read is journaled (forensic_read row,
+    actor and via=odoo) before the body is decrypted; officers only."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        cls.thread = threading.Thread(target=cls.server.serve_forever, daemon=True)
+        cls.thread.start()
+        cls.keydir = tempfile.mkdtemp(prefix="mna-odoo-forensic-")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.shutdown()
+        cls.server.server_close()
+        shutil.rmtree(cls.keydir, ignore_errors=True)
+        super().tearDownClass()
+
+    def _stored_body(self, body):
+        """A real outbound call (its journal row), then a body sealed to the officer's public key."""
+        from odoo.addons.mna_test_connector.connector import fetch
+
+        from mit_network_audit.journal import forensic
+
+        self._ready()
+        key_path = forensic.init_key(os.path.join(self.keydir, uuid.uuid4().hex, "forensic.key"))
+        self.env["ir.config_parameter"].sudo().set_param("mit_network_audit.forensic_key_path", key_path)
+        port = self.server.server_address[1]
+        fetch(f"http://127.0.0.1:{port}/forensic")
+        seq = _journal_rows(self.env, "direction = 'outbound' AND port = %s AND path = '/forensic'", (port,))[
+            -1
+        ][0]
+        store = self.env["network.egress.component"]._open_store()
+        try:
+            event_id = store.get(seq).event.event_id
+            forensic.ensure_table(store)
+            row = forensic.seal(
+                forensic.load_public_key(key_path), event_id, int(time.time() * 1e6), body, len(body), False
+            )
+            forensic.put_sealed(store, [row])
+        finally:
+            store.close()
+        return seq, event_id
+
+    def _reads(self, event_id):
+        return _journal_rows(
+            self.env,
+            "direction = 'internal' AND method = 'forensic_read' AND detail LIKE %s",
+            (f"%{event_id}%",),
+        )
+
+    def test_officer_read_is_journaled_first(self):
+        body = b'{"invoice": "secret-canary"}'
+        seq, event_id = self._stored_body(body)
+        officer = new_test_user(
+            self.env, "mna_f_officer", groups="base.group_user,mit_network_audit.group_officer"
+        )
+        self.assertFalse(self._reads(event_id))
+        got = self.env["network.egress_body"].with_user(officer).read_body(seq)
+        self.assertEqual(got["body"], body.decode())
+        self.assertEqual(got["event_id"], event_id)
+        reads = self._reads(event_id)
+        self.assertEqual(len(reads), 1, reads)
+        self.assertEqual(reads[0][0], got["read_seq"])
+        dsn = self.env["network.egress.component"]._dsn()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            detail = json.loads(
+                conn.execute(
+                    "SELECT detail FROM egress_log WHERE chain_seq = %s", (got["read_seq"],)
+                ).fetchone()[0]
+            )
+        self.assertEqual(
+            (detail["actor"], detail["via"], detail["chain_seq"]), ("mna_f_officer", "odoo", seq)
+        )
+
+    def test_download_route_and_auditor_refused(self):
+        body = b"raw body bytes \x00\x01"
+        seq, event_id = self._stored_body(body)
+        auditor = new_test_user(
+            self.env, "mna_f_auditor", groups="base.group_user,mit_network_audit.group_auditor"
+        )
+        with self.assertRaises(AccessError):
+            self.env["network.egress_body"].with_user(auditor).read_body(seq)
+        self.assertFalse(self._reads(event_id), "a refused read decrypts nothing and journals nothing")
+        new_test_user(self.env, "mna_f_officer2", groups="base.group_user,mit_network_audit.group_officer")
+        self.authenticate("mna_f_officer2", "mna_f_officer2")
+        response = self.url_open(f"/mit_network_audit/forensic/body/{event_id}")
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.content, body)
+        self.assertEqual(response.headers["Cache-Control"], "no-store")
+        self.assertEqual(len(self._reads(event_id)), 1)
+
+    def test_missing_key_refuses(self):
+        seq, event_id = self._stored_body(b"x")
+        self.env["ir.config_parameter"].sudo().set_param(
+            "mit_network_audit.forensic_key_path", os.path.join(self.keydir, "none.key")
+        )
+        with self.assertRaises(UserError):
+            self.env["network.egress_body"].read_body(seq)
