@@ -280,3 +280,72 @@ class TestForensicBodies(HttpCase, _AuditCase):
         )
         with self.assertRaises(UserError):
             self.env["network.egress_body"].read_body(seq)
+
+
+@tagged("post_install", "-at_install", "mit_network_audit")
+class TestSettings(TransactionCase, _AuditCase):
+    """res.config.settings reads/writes the package's forensic settings (journal database) and
+    journals every change (internal settings rows: actor, key, old -> new); officers only."""
+
+    def _settings_rows(self, since):
+        return _journal_rows(
+            self.env, "direction = 'internal' AND method = 'settings' AND chain_seq > %s", (since,)
+        )
+
+    def _max_seq(self):
+        return (_journal_rows(self.env, "true")[-1:] or [(0,)])[0][0]
+
+    def test_officer_changes_are_journaled_and_reach_the_package(self):
+        from mit_network_audit.journal import forensic
+
+        self._ready()
+        officer = new_test_user(
+            self.env,
+            "mna_s_officer",
+            groups="base.group_user,base.group_system,mit_network_audit.group_officer",
+        )
+        since = self._max_seq()
+        Settings = self.env["res.config.settings"].with_user(officer)
+        Settings.create(
+            {
+                "mna_forensic_enabled": True,
+                "mna_forensic_addons": "mna_test_connector",
+                "mna_retention_days": 7,
+            }
+        ).execute()
+        store = self.env["network.egress.component"]._open_store()
+        self.addCleanup(store.close)
+        self.addCleanup(forensic.change_setting, store, "forensic.enabled", "false", actor="test-cleanup")
+        self.addCleanup(forensic.change_setting, store, "forensic.addons", "", actor="test-cleanup")
+        scope = forensic.scope_from_settings(forensic.current_settings(store))
+        self.assertTrue(scope.enabled)
+        self.assertEqual(scope.addons, ("mna_test_connector",))
+        dsn = self.env["network.egress.component"]._dsn()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            details = [
+                json.loads(d)
+                for (d,) in conn.execute(
+                    "SELECT detail FROM egress_log WHERE method = 'settings' AND chain_seq > %s ORDER BY chain_seq",
+                    (since,),
+                )
+            ]
+        changed = {d["key"]: d for d in details}
+        self.assertEqual(changed["odoo:mit_network_audit.retention_days"]["new"], "7")
+        self.assertEqual(changed["forensic.enabled"]["actor"], "mna_s_officer")
+        self.assertIn("forensic.addons", changed)
+        self.assertTrue(all(d["actor"] == "mna_s_officer" for d in details), details)
+        # the form shows what the package holds
+        values = Settings.default_get(["mna_forensic_enabled", "mna_forensic_addons"])
+        self.assertTrue(values["mna_forensic_enabled"])
+        # saving again without a change journals nothing
+        since = self._max_seq()
+        Settings.create({}).execute()
+        self.assertEqual(self._settings_rows(since), [])
+
+    def test_non_officer_admin_cannot_change(self):
+        self._ready()
+        admin = new_test_user(self.env, "mna_s_admin", groups="base.group_user,base.group_system")
+        since = self._max_seq()
+        with self.assertRaises(AccessError):
+            self.env["res.config.settings"].with_user(admin).create({"mna_retention_days": 99}).execute()
+        self.assertEqual(self._settings_rows(since), [])
