@@ -301,9 +301,10 @@ def finish(call: Call) -> None:
 
     Only the raw values are taken here, on the calling thread (duration, capture time); the
     pipeline (redaction, classification, the NetEvent's fields) runs later, off the caller's
-    path: the event is a ``PendingEvent`` built on first read — by the sink's writer thread
-    or by this module's background builder, whichever comes first (``stats()`` and a body tap
-    build at once)."""
+    path: the event is a ``PendingEvent`` built on first read — by the journal sink's writer
+    thread, in batches (``stats()`` and a body tap build at once).  A background builder of our
+    own was tried and dropped: on a 2-core machine its GIL hand-offs and cache pollution cost
+    the calling thread more than building in place."""
     if call._done:
         return
     call._done = True
@@ -337,9 +338,7 @@ def finish(call: Call) -> None:
     except Exception:
         counters["errors.sink"] += 1
         counters["dropped"] += 1
-    if not _unbuilt:
-        _builder.wake()
-    _unbuilt_append(event)
+    _unbuilt_append(event)  # bounded: stats() builds the recent ones so its error counters include them
 
 
 def _build(call: Call, duration_ns: int, logged_at_us: int, pipeline, pid: int) -> dict:
@@ -410,53 +409,6 @@ def build_pending() -> None:
             counters["errors.pipeline"] += 1
 
 
-class _Builder:
-    """The background builder: a daemon thread that builds emitted events nobody has read yet,
-    in batches, so the pipeline's cost never lands on the audited call.  Started on first use
-    (and again in a forked child); it only ever does the auditor's own work (suppressed)."""
-
-    delay = 0.02  # seconds to let a burst accumulate before building it
-    idle_check = 1.0  # a wake-up can be missed in a race: look at the queue at least this often
-
-    def __init__(self) -> None:
-        self.running = False
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-
-    def wake(self) -> None:
-        """The queue was empty and gets an event (once per burst, not per call)."""
-        if not self.running:
-            self.start()
-        self._wake.set()
-
-    def start(self) -> None:
-        with self._lock:
-            if self.running:
-                return
-            thread = threading.Thread(target=self._run, name="mna-event-builder", daemon=True)
-            self.running = True
-            try:
-                thread.start()
-            except Exception:  # interpreter shutting down, or no threads: reads still build
-                counters["errors.builder"] += 1
-
-    def _run(self) -> None:
-        suppress_current_thread()
-        sleep = time.sleep
-        while True:
-            wake = self._wake
-            wake.wait(self.idle_check)
-            wake.clear()
-            if _unbuilt:
-                sleep(self.delay)
-                build_pending()
-
-    def reset_after_fork(self) -> None:
-        self.running = False
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-
-
 def _noop(ev: dict) -> None:
     pass
 
@@ -484,9 +436,8 @@ def reset_after_fork() -> None:
     _active.set(None)
     _pending.clear()
     _pid[0] = os.getpid()
-    _unbuilt.clear()  # the parent's builder owns those; a read in the child still builds them
-    _builder.reset_after_fork()
-    _event_module._build_lock = threading.RLock()  # the parent's builder may have held it
+    _unbuilt.clear()  # the parent's; a read in the child still builds them
+    _event_module._build_lock = threading.RLock()  # another thread of the parent may have held it
 
 
 def set_disabled(channels: Iterable[str]) -> None:
@@ -501,9 +452,10 @@ _getframe = sys._getframe
 _time_ns = time.time_ns
 _perf_ns = time.perf_counter_ns
 _pid = [os.getpid()]
-_unbuilt: deque = deque()  # emitted PendingEvents the background builder has not seen yet
+# The most recent emitted PendingEvents (not necessarily built yet): stats() builds them first.
+# Bounded, so a sink that drops events unread (a counter, a sampler) does not keep them alive.
+_unbuilt: deque = deque(maxlen=1024)
 _unbuilt_append = _unbuilt.append
-_builder = _Builder()
 _new_pending = _object_new = object.__new__
 _set_attr = object.__setattr__
 _new_event_id = new_event_id

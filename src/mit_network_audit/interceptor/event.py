@@ -102,8 +102,8 @@ class PendingEvent(NetEvent):
     """A NetEvent whose fields are computed on first use (DESIGN §2: capture stays cheap).
 
     The calling thread only records raw values (the ``Call``); redaction, classification and
-    the field-by-field build run when somebody first reads a field — the journal's writer
-    thread, or the interceptor's own background builder (``capture``), whichever comes first.
+    the field-by-field build run when somebody first reads a field — in practice the journal's
+    writer thread, in batches; ``capture.stats()`` builds the recent ones it still holds.
     Field slots are unset until then, so a read falls through to ``__getattr__``, which builds
     every field once (under a lock) and from then on reads cost what they cost on a NetEvent.
     Everything that works on a NetEvent (``as_dict``, equality with a NetEvent, hashing,
