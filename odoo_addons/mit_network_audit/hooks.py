@@ -19,6 +19,7 @@ def post_init_hook(env):
 def uninstall_hook(env):
     env.cr.execute("DROP VIEW IF EXISTS network_egress_log")
     env.cr.execute("DROP VIEW IF EXISTS network_egress_rollup")
+    env.cr.execute("DROP VIEW IF EXISTS network_egress_body")  # the body table itself stays, like the journal
     _logger.warning(
         "mit_network_audit uninstalled: the journal table egress_log and its checkpoints are KEPT "
         "as evidence (see docs/odoo.md to remove them deliberately)"
