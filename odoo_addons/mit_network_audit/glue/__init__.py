@@ -73,6 +73,7 @@ def post_load() -> None:
     import mit_network_audit.interceptor as interceptor
 
     if not mark_once(interceptor, MARKER):
+        _start_forensic()  # an Apps install: the journal exists now (registry reload after the install)
         return
     try:
         from mit_network_audit.interceptor.redaction import load_or_create_salt
@@ -90,8 +91,36 @@ def post_load() -> None:
         )
         _patch_http()
         _logger.info("mit_network_audit: interceptor installed (pid-wide), odoo.http patched")
+        _start_forensic()
     except Exception:  # fail-open: Odoo starts whatever happens here
         _logger.exception("mit_network_audit: post_load failed; this process is NOT audited")
+
+
+def _start_forensic() -> bool:
+    """Forensic body capture (off by default; the package's ``runner.forensic_boot``) for a server
+    that serves exactly one database (``--database`` with one name) whose journal exists: the tap
+    is process-wide, so with several databases a body could land in another database's store, and
+    capture stays off.  Idempotent; fail-open; storing needs only the officer's PUBLIC key
+    (``$MNA_FORENSIC_PUBLIC_KEY`` or the package's key files), never the private one."""
+    try:
+        db = _default_db()
+        if not db or _state.get("forensic_db") == db:
+            return False
+        from mit_network_audit.journal import is_postgres
+
+        from .routing_sink import _has_journal
+
+        dsn = _dsn_for(db)
+        if not is_postgres(dsn) or not _has_journal(dsn):
+            return False
+        from mit_network_audit.runner import forensic_boot
+
+        forensic_boot.start(dsn)
+        _state["forensic_db"] = db
+        return True
+    except Exception:
+        _logger.exception("mit_network_audit: forensic capture not started")
+        return False
 
 
 def current_sink():

@@ -34,11 +34,11 @@ PARAM_FIELDS = {
 }
 
 
-def _raw(value):
-    """A field value as the package's settings store it (text)."""
-    if isinstance(value, bool):
+def _raw(value, boolean=False):
+    """A field value as the package's settings store it (text); an empty Char field is False in Odoo."""
+    if boolean:
         return "true" if value else "false"
-    if value in (None, False):
+    if value is None or value is False:
         return ""
     return str(value).strip()
 
@@ -122,7 +122,7 @@ class ResConfigSettings(models.TransientModel):
 
     def set_values(self):
         Param = self.env["ir.config_parameter"].sudo()
-        old_params = {name: _raw(Param.get_param(key)) for name, key in PARAM_FIELDS.items()}
+        old_params = {name: _raw(Param.get_param(key) or "") for name, key in PARAM_FIELDS.items()}
         super().set_values()
         self.ensure_one()
         param_changes = [
@@ -184,7 +184,7 @@ class ResConfigSettings(models.TransientModel):
         finally:
             store.close()
         now = {
-            "forensic.enabled": _raw(scope.enabled),
+            "forensic.enabled": _raw(scope.enabled, boolean=True),
             "forensic.addons": ",".join(scope.addons),
             "forensic.hosts": ",".join(scope.hosts),
             "forensic.max_bytes": str(scope.max_bytes),
@@ -192,7 +192,7 @@ class ResConfigSettings(models.TransientModel):
         }
         out = []
         for name, key in FORENSIC_FIELDS.items():
-            new = _raw(self[name])
+            new = _raw(self[name], boolean=key == "forensic.enabled")
             if key in ("forensic.addons", "forensic.hosts"):
                 new = ",".join(v.strip() for v in new.split(",") if v.strip())
             if new != now[key]:

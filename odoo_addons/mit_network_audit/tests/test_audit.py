@@ -27,6 +27,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.do_GET()
+
     def log_message(self, *args):
         pass
 
@@ -273,6 +277,57 @@ class TestForensicBodies(HttpCase, _AuditCase):
         self.assertEqual(response.headers["Cache-Control"], "no-store")
         self.assertEqual(len(self._reads(event_id)), 1)
 
+    def test_odoo_process_captures_when_switched_on(self):
+        """End to end inside Odoo: capture switched on by an officer's setting, the Odoo process
+        seals the body of an in-scope call made by an addon, an officer reads it (journaled)."""
+        import base64
+
+        from odoo.addons.mit_network_audit import glue
+        from odoo.addons.mna_test_connector.connector import send
+
+        from mit_network_audit.interceptor import capture
+        from mit_network_audit.journal import forensic
+        from mit_network_audit.runner import forensic_boot
+
+        self._ready()
+        key_path = forensic.init_key(os.path.join(self.keydir, uuid.uuid4().hex, "forensic.key"))
+        self.env["ir.config_parameter"].sudo().set_param("mit_network_audit.forensic_key_path", key_path)
+        public = base64.b64encode(forensic.load_public_key(key_path)).decode()
+        old_env = os.environ.get(forensic.ENV_PUBLIC_KEY)
+        os.environ[forensic.ENV_PUBLIC_KEY] = public  # what the server's operator sets: the PUBLIC key only
+        store = self.env["network.egress.component"]._open_store()
+
+        def restore():
+            forensic.change_setting(store, "forensic.enabled", "false", actor="test-cleanup")
+            forensic.change_setting(store, "forensic.addons", "", actor="test-cleanup")
+            forensic_boot.apply({"forensic.enabled": False})
+            if old_env is None:
+                os.environ.pop(forensic.ENV_PUBLIC_KEY, None)
+            else:
+                os.environ[forensic.ENV_PUBLIC_KEY] = old_env
+            store.close()
+
+        self.addCleanup(restore)
+        forensic.change_setting(store, "forensic.addons", "mna_test_connector", actor="officer")
+        forensic.change_setting(store, "forensic.enabled", "true", actor="officer")
+        glue._state.pop("forensic_db", None)
+        self.assertTrue(glue._start_forensic(), "capture did not start for the single database")
+        self.assertIsNotNone(capture.runtime.body_tap)
+        port = self.server.server_address[1]
+        body = b"name=secret-canary&amount=42"
+        self.assertEqual(send(f"http://127.0.0.1:{port}/capture", body), 200)
+        self.assertTrue(forensic_boot._state["writer"].flush(10))
+        seq = _journal_rows(self.env, "direction = 'outbound' AND port = %s AND path = '/capture'", (port,))[
+            -1
+        ][0]
+        event_id = store.get(seq).event.event_id
+        self.assertEqual(len(forensic.list_bodies_for(store, event_id)), 1)
+        raw = store.execute_raw("SELECT ciphertext FROM egress_body WHERE event_id = %s", (event_id,))[0][0]
+        self.assertNotIn(b"secret-canary", bytes(raw))
+        got = self.env["network.egress_body"].read_body(seq)
+        self.assertEqual(got["body"], body.decode())
+        self.assertEqual(len(self._reads(event_id)), 1)
+
     def test_missing_key_refuses(self):
         seq, event_id = self._stored_body(b"x")
         self.env["ir.config_parameter"].sudo().set_param(
@@ -309,7 +364,7 @@ class TestSettings(TransactionCase, _AuditCase):
         Settings.create(
             {
                 "mna_forensic_enabled": True,
-                "mna_forensic_addons": "mna_test_connector",
+                "mna_forensic_addons": "mna_test_connector,sale",
                 "mna_retention_days": 7,
             }
         ).execute()
@@ -319,7 +374,7 @@ class TestSettings(TransactionCase, _AuditCase):
         self.addCleanup(forensic.change_setting, store, "forensic.addons", "", actor="test-cleanup")
         scope = forensic.scope_from_settings(forensic.current_settings(store))
         self.assertTrue(scope.enabled)
-        self.assertEqual(scope.addons, ("mna_test_connector",))
+        self.assertEqual(scope.addons, ("mna_test_connector", "sale"))
         dsn = self.env["network.egress.component"]._dsn()
         with psycopg.connect(dsn, autocommit=True) as conn:
             details = [
@@ -331,6 +386,10 @@ class TestSettings(TransactionCase, _AuditCase):
             ]
         changed = {d["key"]: d for d in details}
         self.assertEqual(changed["odoo:mit_network_audit.retention_days"]["new"], "7")
+        self.assertEqual(changed["odoo:mit_network_audit.retention_days"]["old"], "")
+        self.assertEqual(
+            set(changed), {"odoo:mit_network_audit.retention_days", "forensic.enabled", "forensic.addons"}
+        )
         self.assertEqual(changed["forensic.enabled"]["actor"], "mna_s_officer")
         self.assertIn("forensic.addons", changed)
         self.assertTrue(all(d["actor"] == "mna_s_officer" for d in details), details)
