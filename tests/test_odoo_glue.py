@@ -30,7 +30,7 @@ def _load_glue():
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    for sub in ("odoo_attribution", "odoo_redaction", "routing_sink", "marker"):
+    for sub in ("odoo_attribution", "odoo_redaction", "routing_sink", "marker", "health"):
         importlib.import_module(f"{name}.{sub}")
     return module
 
@@ -40,6 +40,7 @@ attr = sys.modules["mna_odoo_glue_under_test.odoo_attribution"]
 red = sys.modules["mna_odoo_glue_under_test.odoo_redaction"]
 routing = sys.modules["mna_odoo_glue_under_test.routing_sink"]
 marker = sys.modules["mna_odoo_glue_under_test.marker"]
+health = sys.modules["mna_odoo_glue_under_test.health"]
 
 
 @pytest.fixture()
@@ -287,3 +288,31 @@ def test_routing_sink_survives_prefork(pg_dsn):
     assert verify(store).ok
     sink.forget("odoo_db")
     store.close()
+
+
+def test_health_rows_and_disabled_channels(sink):
+    """start/heartbeat/stop rows name the installed and disabled channels (what the Trust Report
+    reads); the disabled channels come from the reader (Odoo: the system parameter) and are applied."""
+    import json
+
+    from mit_network_audit import interceptor
+    from mit_network_audit.interceptor import capture
+
+    reads = iter(["smtp, ftp", "smtp"])
+    try:
+        assert health.start(read_disabled=lambda: next(reads), interval=0) is True
+        assert health.start(read_disabled=lambda: "x", interval=0) is False  # once per process
+        assert capture.runtime.disabled == frozenset({"smtp", "ftp"})
+        health.apply_disabled()  # a heartbeat re-reads the parameter
+        assert capture.runtime.disabled == frozenset({"smtp"})
+        health.stop()
+        rows = [e for e in sink.events if e.direction == "internal"]
+        assert [e.method for e in rows] == ["start", "stop"]
+        assert json.loads(rows[0].detail)["disabled"] == ["ftp", "smtp"]
+        assert json.loads(rows[1].detail)["disabled"] == ["smtp"]
+        assert all(e.pid == os.getpid() for e in rows)
+        health.stop()  # idempotent: no second stop row
+        assert len([e for e in sink.events if e.direction == "internal"]) == 2
+    finally:
+        health.stop()
+        interceptor.set_disabled_channels([])

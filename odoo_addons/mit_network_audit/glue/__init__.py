@@ -92,6 +92,9 @@ def post_load() -> None:
         _patch_http()
         _logger.info("mit_network_audit: interceptor installed (pid-wide), odoo.http patched")
         _start_forensic()
+        from . import health
+
+        health.start(read_disabled=_read_disabled_channels)
     except Exception:  # fail-open: Odoo starts whatever happens here
         _logger.exception("mit_network_audit: post_load failed; this process is NOT audited")
 
@@ -121,6 +124,22 @@ def _start_forensic() -> bool:
     except Exception:
         _logger.exception("mit_network_audit: forensic capture not started")
         return False
+
+
+def _read_disabled_channels():
+    """The single database's ``mit_network_audit.disabled_channels`` (own short connection), or None."""
+    db = _default_db()
+    if not db:
+        return None
+    import psycopg
+
+    from mit_network_audit.interceptor import capture
+
+    with capture.suppressed(), psycopg.connect(_dsn_for(db), autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT value FROM ir_config_parameter WHERE key = 'mit_network_audit.disabled_channels'"
+        ).fetchone()
+    return row[0] if row else ""
 
 
 def current_sink():

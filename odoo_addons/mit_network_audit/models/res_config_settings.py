@@ -163,6 +163,13 @@ class ResConfigSettings(models.TransientModel):
                             type(exc).__name__,
                         )
                     ) from None
+            if any(key == "mit_network_audit.disabled_channels" for key, _old, _new in param_changes):
+                from mit_network_audit import interceptor
+
+                from ..glue.health import parse_channels
+
+                # this process at once; the others at their next heartbeat (they re-read the parameter)
+                interceptor.set_disabled_channels(parse_channels(self.mna_disabled_channels))
             for key, raw in forensic_changes:
                 try:
                     forensic.change_setting(store, key, raw, actor=actor)

@@ -408,3 +408,32 @@ class TestSettings(TransactionCase, _AuditCase):
         with self.assertRaises(AccessError):
             self.env["res.config.settings"].with_user(admin).create({"mna_retention_days": 99}).execute()
         self.assertEqual(self._settings_rows(since), [])
+
+    def test_disabled_channels_applied_and_reported(self):
+        from odoo.addons.mit_network_audit.glue import health
+
+        from mit_network_audit import interceptor
+        from mit_network_audit.interceptor import capture
+
+        self._ready()
+        officer = new_test_user(
+            self.env,
+            "mna_s_officer3",
+            groups="base.group_user,base.group_system,mit_network_audit.group_officer",
+        )
+        self.addCleanup(interceptor.set_disabled_channels, [])
+        self.env["res.config.settings"].with_user(officer).create({"mna_disabled_channels": "ftp"}).execute()
+        self.assertEqual(capture.runtime.disabled, frozenset({"ftp"}))
+        since = self._max_seq()
+        health.emit("heartbeat")  # what the heartbeat thread writes every few minutes
+        rows = _journal_rows(self.env, "method = 'heartbeat' AND chain_seq > %s", (since,))
+        self.assertEqual(len(rows), 1, rows)
+        dsn = self.env["network.egress.component"]._dsn()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            detail = json.loads(
+                conn.execute("SELECT detail FROM egress_log WHERE chain_seq = %s", (rows[0][0],)).fetchone()[
+                    0
+                ]
+            )
+        self.assertEqual(detail["disabled"], ["ftp"])
+        self.assertIn("requests", detail["channels"])
