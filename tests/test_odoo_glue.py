@@ -316,3 +316,17 @@ def test_health_rows_and_disabled_channels(sink):
     finally:
         health.stop()
         interceptor.set_disabled_channels([])
+
+
+def test_health_row_on_behalf_of_a_killed_process(sink):
+    """The prefork master SIGKILLs Odoo's gevent process; it writes the stop row for it."""
+    import json
+
+    health._state["on"] = True
+    try:
+        health.emit_for(424242, "stop", killed_by=os.getpid())
+    finally:
+        health._state["on"] = False
+    (row,) = [e for e in sink.events if e.direction == "internal"]
+    assert (row.method, row.pid) == ("stop", 424242)
+    assert json.loads(row.detail)["killed_by"] == os.getpid()

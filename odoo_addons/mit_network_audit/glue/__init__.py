@@ -95,6 +95,7 @@ def post_load() -> None:
         from . import health
 
         health.start(read_disabled=_read_disabled_channels)
+        health.patch_prefork_stop()
     except Exception:  # fail-open: Odoo starts whatever happens here
         _logger.exception("mit_network_audit: post_load failed; this process is NOT audited")
 

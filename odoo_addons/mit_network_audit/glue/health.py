@@ -118,3 +118,40 @@ def stop() -> None:
     """No more health rows from this process nor from processes forked from it later."""
     _stop()
     _state.update(on=False, pid=None, read_disabled=None)
+
+
+def patch_prefork_stop() -> bool:
+    """Odoo's prefork master ends the gevent process with SIGKILL (``PreforkServer.stop``), so that
+    process never writes its own ``stop`` row.  The master, which did it, writes one for it: pid of
+    the gevent process, detail ``{"killed_by": <master pid>, ...}``.  Idempotent (marker)."""
+    try:
+        from odoo.service import server
+    except Exception:
+        return False
+    from .marker import wrap_call_once
+
+    def make_wrapper(original):
+        def stop(self, *args, **kwargs):
+            gevent_pid = getattr(self, "long_polling_pid", None)
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                if gevent_pid and _state["on"]:
+                    emit_for(gevent_pid, "stop", killed_by=os.getpid())
+
+        return stop
+
+    return wrap_call_once(
+        server.PreforkServer, make_wrapper, name="stop", marker="_mit_network_audit_stop_patched"
+    )
+
+
+def emit_for(pid: int, kind: str, **facts) -> None:
+    """A health row on behalf of another process of this server (the master for its gevent child)."""
+    from mit_network_audit.interceptor import capture
+    from mit_network_audit.interceptor.event import internal_event
+
+    if capture.runtime.active:
+        info = json.loads(detail())
+        info.update(facts)
+        capture.emit(internal_event(kind, detail=json.dumps(info, sort_keys=True), pid=int(pid)))
