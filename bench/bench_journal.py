@@ -37,7 +37,7 @@ def sample_events(n: int) -> list[NetEvent]:
 
 
 def new_pg_db() -> str:
-    name = f"mna_bench_{uuid.uuid4().hex[:8]}"
+    name = f"mna_h5_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN, autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name}")
     return f"postgresql://postgres@127.0.0.1:5432/{name}"

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from operator import attrgetter
 
-from ..interceptor.event import NetEvent
+from ..interceptor.event import BOOL_FIELDS, FIELD_NAMES, LIST_FIELDS, NetEvent
 
 ZERO_HASH = bytes(32)
 _LEAF_PREFIX = b"\x00"
@@ -49,3 +50,63 @@ def chain(events, first_seq: int, prev_hash: bytes):
         yield seq, fields, leaf.hex(), prev_hash.hex(), row.hex()
         prev_hash = row
         seq += 1
+
+
+# -- fast paths (same bytes as canonical_bytes; pinned by tests/test_journal_canonical_fast.py) --------
+# The canonical document's keys in JCS order, with chain_seq slotted in: the encoder then needs no sort,
+# and tuples encode as JSON arrays exactly like the lists ``as_dict`` makes.
+_CANON_ORDER = tuple(sorted((*FIELD_NAMES, "chain_seq")))
+_SEQ_AT = _CANON_ORDER.index("chain_seq")
+_get_before = attrgetter(*_CANON_ORDER[:_SEQ_AT])
+_get_after = attrgetter(*_CANON_ORDER[_SEQ_AT + 1:])
+_get_fields = attrgetter(*FIELD_NAMES)
+_dumps_ordered = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_LIST_AT = tuple(i for i, n in enumerate(FIELD_NAMES) if n in LIST_FIELDS)
+_BOOL_AT = tuple(i for i, n in enumerate(FIELD_NAMES) if n in BOOL_FIELDS)
+_N = len(FIELD_NAMES)
+_sha256 = hashlib.sha256
+
+
+def chain_rows(events, first_seq: int, prev_hash: bytes, *, bool_as_int: bool):
+    """The stored tuples for a batch, ready for INSERT/COPY: (seq, *encoded fields, leaf, prev, row) hex.
+
+    Same bytes as ``chain`` + ``schema.encode_fields`` without the per-row dict copies and key sort.
+    """
+    out = []
+    dumps, before, after, fields_of = _dumps_ordered, _get_before, _get_after, _get_fields
+    order, sha = _CANON_ORDER, _sha256
+    list_at, bool_at = _LIST_AT, _BOOL_AT
+    seq = first_seq
+    prev_hex = prev_hash.hex()
+    for event in events:
+        canon = dumps(dict(zip(order, (*before(event), seq, *after(event)), strict=True))).encode("utf-8")
+        leaf = sha(b"\x00" + canon).digest()
+        row = sha(b"\x02" + prev_hash + leaf).digest()
+        values = list(fields_of(event))
+        for i in list_at:
+            values[i] = dumps(values[i])
+        if bool_as_int:
+            for i in bool_at:
+                values[i] = int(values[i])
+        row_hex = row.hex()
+        out.append((seq, *values, leaf.hex(), prev_hex, row_hex))
+        prev_hash, prev_hex = row, row_hex
+        seq += 1
+    return out
+
+
+def raw_canonical(raw) -> bytes:
+    """Canonical bytes straight from a stored tuple (seq, *FIELD_NAMES columns, leaf, prev, row).
+
+    Lists are stored as JSON text (NULL/'' = empty), booleans as 0/1 on SQLite: decoded the same way
+    ``schema.decode_row`` does, without building a NetEvent.
+    """
+    values = list(raw[1:1 + _N])
+    for i in _LIST_AT:
+        v = values[i]
+        values[i] = json.loads(v) if v else []
+    for i in _BOOL_AT:
+        values[i] = bool(values[i])
+    doc = dict(zip(FIELD_NAMES, values, strict=True))
+    doc["chain_seq"] = raw[0]
+    return _dumps(doc).encode("utf-8")

@@ -18,12 +18,13 @@ import psycopg
 
 from ..interceptor.event import NetEvent
 from . import schema
-from .canonical import ZERO_HASH, chain
+from .canonical import ZERO_HASH, chain_rows
 from .store import JournalRow, RowFilter
 
 LOCK_KEY = 0x6D6E615F6A726E  # "mna_jrn": the journal writers' advisory lock
 T = schema.TABLE
 _COLS = ", ".join(f"{c} {schema.column_type(c, postgres=True)}" for c in schema.COLUMNS)
+_COPY = f"COPY {T} ({schema.SELECT_LIST}) FROM STDIN"
 
 DDL = [
     f"CREATE TABLE IF NOT EXISTS {T} ({_COLS}, CONSTRAINT {T}_prev_unique UNIQUE (prev_hash))",
@@ -52,6 +53,32 @@ DDL = [
 ]
 
 
+def schema_version(cur) -> int | None:
+    """The journal schema version in the cursor's database, or None when there is no journal there."""
+    cur.execute("SELECT to_regclass('mna_meta') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return None
+    cur.execute("SELECT value FROM mna_meta WHERE key = 'schema_version'")
+    row = cur.fetchone()
+    return int(row[0]) if row else None
+
+
+def migrate_on(cur) -> None:
+    """Bring the journal schema up to date using ``cur`` (inside the caller's transaction).
+
+    Serialised between processes by an advisory transaction lock; a no-op when already current.
+    """
+    cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY + 1,))
+    version = schema_version(cur)
+    if version is not None and version >= schema.SCHEMA_VERSION:
+        return
+    for statement in DDL:
+        cur.execute(statement)
+    cur.execute("INSERT INTO mna_meta VALUES ('journal_id', %s) ON CONFLICT DO NOTHING", (uuid.uuid4().hex,))
+    cur.execute("INSERT INTO mna_meta VALUES ('schema_version', '1') "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+
+
 class PostgresStore:
     kind = "postgres"
 
@@ -59,40 +86,34 @@ class PostgresStore:
         self.dsn = dsn
         self._lock = threading.RLock()
         self.conn = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout)
-        self._migrate()
+        if create:
+            self._migrate()
+        elif schema_version(self.conn.cursor()) is None:
+            self.conn.close()
+            raise FileNotFoundError(
+                f"no journal in {dsn!r} (no mna_meta table): run a program under "
+                f"`mit-network-audit run --db {dsn}` first, or check the --db DSN")
 
     def _migrate(self) -> None:
-        with self._lock, self.conn.transaction():
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY + 1,))
-            exists = self.conn.execute(
-                "SELECT 1 FROM information_schema.tables WHERE table_name = 'mna_meta'").fetchone()
-            version = None
-            if exists:
-                row = self.conn.execute("SELECT value FROM mna_meta WHERE key = 'schema_version'").fetchone()
-                version = int(row[0]) if row else None
-            if version is not None and version >= schema.SCHEMA_VERSION:
-                return
-            for statement in DDL:
-                self.conn.execute(statement)
-            self.conn.execute("INSERT INTO mna_meta VALUES ('journal_id', %s) ON CONFLICT DO NOTHING",
-                              (uuid.uuid4().hex,))
-            self.conn.execute("INSERT INTO mna_meta VALUES ('schema_version', '1') "
-                              "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        with self._lock, self.conn.transaction(), self.conn.cursor() as cur:
+            migrate_on(cur)
 
     def append(self, events: Sequence[NetEvent]) -> list[JournalRow]:
         if not events:
             return []
         with self._lock, self.conn.transaction():
             conn = self.conn
+            # Two statements on purpose: in READ COMMITTED the head must be read with a snapshot
+            # taken *after* the lock is held, or it could miss the previous holder's commit.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
             head = conn.execute(f"SELECT chain_seq, row_hash FROM {T} ORDER BY chain_seq DESC LIMIT 1").fetchone()
             seq, prev = (head[0] + 1, bytes.fromhex(head[1])) if head else (1, ZERO_HASH)
-            rows = []
-            with conn.cursor() as cur, cur.copy(f"COPY {T} ({schema.SELECT_LIST}) FROM STDIN") as copy:
-                for s, fields, leaf, prev_hex, row_hex in chain(events, seq, prev):
-                    copy.write_row((s, *schema.encode_fields(fields, bool_as_int=False), leaf, prev_hex, row_hex))
-                    rows.append((s, leaf, prev_hex, row_hex))
-        return [JournalRow(s, e, leaf, p, r) for (s, leaf, p, r), e in zip(rows, events, strict=True)]
+            rows = chain_rows(events, seq, prev, bool_as_int=False)
+            with conn.cursor() as cur, cur.copy(_COPY) as copy:
+                write_row = copy.write_row
+                for row in rows:
+                    write_row(row)
+        return [JournalRow(r[0], e, r[-3], r[-2], r[-1]) for r, e in zip(rows, events, strict=True)]
 
     def _query(self, sql: str, params: Iterable = ()) -> list:
         with self._lock:

@@ -106,6 +106,8 @@ class BatchingSink:
         # The child must not share the parent's connection or thread: start afresh, lazily.
         if self.dsn is not None:
             self._store = None
+        # The parent's counts are the parent's: the child reports only what it queued and wrote.
+        self.counters = dict.fromkeys(self.counters, 0)
         self._init_process_state()
 
     def _open(self):
@@ -176,6 +178,17 @@ class BatchingSink:
         except Exception:
             pass
         self._store = None
+
+
+def _reset_in_child() -> None:
+    for sink in list(_live_sinks):
+        try:
+            sink._after_fork()
+        except Exception:
+            pass
+
+
+os.register_at_fork(after_in_child=_reset_in_child)
 
 
 @atexit.register

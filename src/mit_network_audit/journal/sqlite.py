@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from ..interceptor.event import NetEvent
 from . import schema
-from .canonical import ZERO_HASH, chain
+from .canonical import ZERO_HASH, chain_rows
 from .store import JournalRow, RowFilter
 
 _COLS = ", ".join(f"{c} {schema.column_type(c, postgres=False)}" for c in schema.COLUMNS)
@@ -101,11 +101,7 @@ class SQLiteStore:
                 head = conn.execute(
                     f"SELECT chain_seq, row_hash FROM {schema.TABLE} ORDER BY chain_seq DESC LIMIT 1").fetchone()
                 seq, prev = (head[0] + 1, bytes.fromhex(head[1])) if head else (1, ZERO_HASH)
-                rows = []
-                params = []
-                for s, fields, leaf, prev_hex, row_hex in chain(events, seq, prev):
-                    params.append((s, *schema.encode_fields(fields, bool_as_int=True), leaf, prev_hex, row_hex))
-                    rows.append((s, leaf, prev_hex, row_hex))
+                params = chain_rows(events, seq, prev, bool_as_int=True)
                 conn.executemany(_INSERT, params)
                 conn.execute("COMMIT")
             except BaseException:
@@ -114,7 +110,7 @@ class SQLiteStore:
                 except sqlite3.Error:
                     pass
                 raise
-        return [JournalRow(s, e, leaf, p, r) for (s, leaf, p, r), e in zip(rows, events, strict=True)]
+        return [JournalRow(r[0], e, r[-3], r[-2], r[-1]) for r, e in zip(params, events, strict=True)]
 
     # -- reading ---------------------------------------------------------------------------------
     def _query(self, sql: str, params: Iterable = ()) -> list:

@@ -1,22 +1,25 @@
 """verify(): re-check every leaf hash and every link of the journal.
 
-Leaf hashes are recomputed in parallel across cores (they are independent); the links are then
-chained in order.  The first bad ``chain_seq`` is reported with what is wrong.  A chain alone
+The journal is cut into ``chain_seq`` ranges; worker processes read their own ranges straight from
+the database (nothing is pickled but the verdict) and re-check every leaf and every link inside a
+range from the stored tuples; the parent then checks the links *between* ranges in order.  The first bad ``chain_seq`` is reported with what is wrong.  A chain alone
 cannot see a truncated tail or a full rewrite with recomputed hashes: the signed checkpoints
 (``journal.checkpoint``) catch those.
 """
 
 from __future__ import annotations
 
+import hashlib
+import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from . import schema
-from .canonical import ZERO_HASH, canonical_bytes, leaf_hash, link_hash
+from .canonical import ZERO_HASH, canonical_bytes, leaf_hash, raw_canonical
 
-CHUNK = 20_000
+CHUNK = 50_000
 PARALLEL_MIN_ROWS = 100_000
 
 
@@ -35,14 +38,68 @@ class VerifyResult:
                     first_bad_seq=self.first_bad_seq, problem=self.problem, message=self.message)
 
 
-def _recompute_leaves(raw_rows: list[tuple]) -> list[tuple[int, bool]]:
-    """(seq, leaf matches) for stored tuples; runs in worker processes."""
-    out = []
-    for raw in raw_rows:
+def _leaf_ok(raw) -> bool:
+    """Does the stored tuple's content hash to its stored leaf_hash?"""
+    if hashlib.sha256(b"\x00" + raw_canonical(raw)).hexdigest() == raw[-3]:
+        return True
+    # Slow path, only for a row that failed: exactly what the journal hashed (NetEvent round trip).
+    try:
         jr = schema.decode_row(raw)
-        expected = leaf_hash(canonical_bytes(jr.event.as_dict(), jr.chain_seq)).hex()
-        out.append((jr.chain_seq, expected == jr.leaf_hash))
-    return out
+        return leaf_hash(canonical_bytes(jr.event.as_dict(), jr.chain_seq)).hex() == jr.leaf_hash
+    except Exception:
+        return False
+
+
+def check_rows(raw_rows, expected_seq: int, prev: bytes | None):
+    """Check stored tuples in order from ``expected_seq`` after ``prev`` (None: do not check the first
+    row's prev_hash).  Returns (next expected seq, last row hash, rows checked) or a VerifyResult."""
+    n = 0
+    sha = hashlib.sha256
+    prev_hex = prev.hex() if prev is not None else None
+    for raw in raw_rows:
+        seq = raw[0]
+        leaf_hex, stored_prev, row_hex = raw[-3], raw[-2], raw[-1]
+        if seq != expected_seq:
+            kind = "gap" if seq > expected_seq else "fork"
+            return VerifyResult(False, n, None, None, expected_seq, kind,
+                                f"chain_seq {expected_seq} is missing (next stored row is {seq})")
+        if not _leaf_ok(raw):
+            return VerifyResult(False, n, None, None, seq, "hash_mismatch",
+                                f"row {seq}: its content does not match its leaf_hash (a field was changed)")
+        if prev_hex is not None and stored_prev != prev_hex:
+            return VerifyResult(False, n, None, None, seq, "link_broken",
+                                f"row {seq}: prev_hash does not match row {seq - 1}'s row_hash")
+        try:
+            row = sha(b"\x02" + bytes.fromhex(stored_prev) + bytes.fromhex(leaf_hex)).digest()
+        except (ValueError, TypeError):
+            return VerifyResult(False, n, None, None, seq, "hash_mismatch", f"row {seq}: malformed hash")
+        prev_hex = row.hex()
+        if prev_hex != row_hex:
+            return VerifyResult(False, n, None, None, seq, "hash_mismatch",
+                                f"row {seq}: row_hash does not match SHA-256(0x02 || prev || leaf)")
+        expected_seq = seq + 1
+        n += 1
+    return expected_seq, (bytes.fromhex(prev_hex) if prev_hex is not None else prev), n
+
+
+def _check_range(store, lo: int, hi: int):
+    """(first stored seq or None, its prev_hash hex, check_rows verdict) for the range [lo, hi]."""
+    rows = list(store.iter_raw(lo, hi, CHUNK))
+    if not rows:
+        return None, None, (lo, None, 0)
+    return rows[0][0], rows[0][-2], check_rows(rows, lo, None)
+
+
+_worker_store = None
+
+
+def _worker_check_range(dsn: str, lo: int, hi: int):
+    global _worker_store
+    if _worker_store is None or _worker_store.dsn != dsn:
+        from . import open_store
+
+        _worker_store = open_store(dsn, create=False)
+    return _check_range(_worker_store, lo, hi)
 
 
 def verify(store, progress: Callable[[int, int], None] | None = None, *, start_prev_hash: bytes | None = None,
@@ -56,32 +113,38 @@ def verify(store, progress: Callable[[int, int], None] | None = None, *, start_p
     last = store.max_seq()
     total = last - first + 1
     workers = workers or (os.cpu_count() or 1)
-    pool = ProcessPoolExecutor(workers) if workers > 1 and total >= PARALLEL_MIN_ROWS else None
+    dsn = getattr(store, "dsn", None)
+    parallel = workers > 1 and total >= PARALLEL_MIN_ROWS and isinstance(dsn, str) and ":memory:" not in dsn
+    ranges = [(lo, min(lo + CHUNK - 1, last)) for lo in range(first, last + 1, CHUNK)]
     expected_seq = first
     prev = start_prev_hash if start_prev_hash is not None else (ZERO_HASH if first == 1 else None)
     checked = 0
+    pool = None
     try:
-        chunks = _chunks(store, first, last)
-        pending = []
-        for raw_rows in chunks:
-            leaf_job = pool.submit(_recompute_leaves, raw_rows) if pool else None
-            pending.append((raw_rows, leaf_job))
-            if len(pending) < (workers * 2 if pool else 1):
+        if parallel:
+            # spawn: a worker must not inherit the parent's database connections.
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            results = (f.result() for f in [pool.submit(_worker_check_range, dsn, lo, hi) for lo, hi in ranges])
+        else:
+            results = (_check_range(store, lo, hi) for lo, hi in ranges)
+        for first_stored, first_prev_hex, verdict in results:
+            if first_stored is None:
                 continue
-            result = _check(pending.pop(0), expected_seq, prev)
-            if isinstance(result, VerifyResult):
-                result.rows_checked += checked
-                return result
-            expected_seq, prev, n = result
-            checked += n
-            if progress:
-                progress(checked, total)
-        while pending:
-            result = _check(pending.pop(0), expected_seq, prev)
-            if isinstance(result, VerifyResult):
-                result.rows_checked += checked
-                return result
-            expected_seq, prev, n = result
+            if first_stored != expected_seq:
+                kind = "gap" if first_stored > expected_seq else "fork"
+                return VerifyResult(False, checked, None, None, expected_seq, kind,
+                                    f"chain_seq {expected_seq} is missing (next stored row is {first_stored})")
+            if prev is not None and first_prev_hex != prev.hex():
+                content_bad = (isinstance(verdict, VerifyResult) and verdict.rows_checked == 0
+                               and verdict.problem == "hash_mismatch" and "leaf_hash" in verdict.message)
+                if not content_bad:
+                    return VerifyResult(False, checked, None, None, first_stored, "link_broken",
+                                        f"row {first_stored}: prev_hash does not match row "
+                                        f"{first_stored - 1}'s row_hash")
+            if isinstance(verdict, VerifyResult):
+                verdict.rows_checked += checked
+                return verdict
+            expected_seq, prev, n = verdict
             checked += n
             if progress:
                 progress(checked, total)
@@ -92,43 +155,3 @@ def verify(store, progress: Callable[[int, int], None] | None = None, *, start_p
         return VerifyResult(False, checked, first, last, expected_seq, "missing_rows",
                             f"rows after chain_seq {expected_seq - 1} are missing")
     return VerifyResult(True, checked, first, last)
-
-
-def _chunks(store, first: int, last: int):
-    buf = []
-    for raw in store.iter_raw(first, last, CHUNK):
-        buf.append(raw)
-        if len(buf) >= CHUNK:
-            yield buf
-            buf = []
-    if buf:
-        yield buf
-
-
-def _check(item, expected_seq: int, prev: bytes | None):
-    raw_rows, leaf_job = item
-    leaves = leaf_job.result() if leaf_job is not None else _recompute_leaves(raw_rows)
-    n = 0
-    for raw, (seq, leaf_ok) in zip(raw_rows, leaves, strict=True):
-        leaf_hex, prev_hex, row_hex = raw[-3], raw[-2], raw[-1]
-        if seq != expected_seq:
-            kind = "gap" if seq > expected_seq else "fork"
-            return VerifyResult(False, n, None, None, expected_seq, kind,
-                                f"chain_seq {expected_seq} is missing (next stored row is {seq})")
-        if not leaf_ok:
-            return VerifyResult(False, n, None, None, seq, "hash_mismatch",
-                                f"row {seq}: its content does not match its leaf_hash (a field was changed)")
-        if prev is not None and prev_hex != prev.hex():
-            return VerifyResult(False, n, None, None, seq, "link_broken",
-                                f"row {seq}: prev_hash does not match row {seq - 1}'s row_hash")
-        try:
-            row = link_hash(bytes.fromhex(prev_hex), bytes.fromhex(leaf_hex))
-        except ValueError:
-            return VerifyResult(False, n, None, None, seq, "hash_mismatch", f"row {seq}: malformed hash")
-        if row.hex() != row_hex:
-            return VerifyResult(False, n, None, None, seq, "hash_mismatch",
-                                f"row {seq}: row_hash does not match SHA-256(0x02 || prev || leaf)")
-        prev = row
-        expected_seq = seq + 1
-        n += 1
-    return expected_seq, prev, n
