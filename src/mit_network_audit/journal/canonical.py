@@ -67,32 +67,53 @@ _N = len(FIELD_NAMES)
 _sha256 = hashlib.sha256
 
 
-def chain_rows(events, first_seq: int, prev_hash: bytes, *, bool_as_int: bool):
-    """The stored tuples for a batch, ready for INSERT/COPY: (seq, *encoded fields, leaf, prev, row) hex.
+def prepare_rows(events, *, bool_as_int: bool) -> list[tuple[bytes, bytes, list]]:
+    """The part of chaining that does not depend on ``chain_seq`` or ``prev_hash``, done *before* a
+    writer takes the journal lock: per event, the canonical JSON before and after the ``chain_seq``
+    member, and the encoded column values.  ``link_prepared`` finishes the job under the lock.
 
-    Same bytes as ``chain`` + ``schema.encode_fields`` without the per-row dict copies and key sort.
+    The halves are two JSON objects encoded separately, so splicing ``"chain_seq":N`` between them
+    gives exactly the one-object encoding: the keys are already in JCS order and nothing else moves.
     """
     out = []
     dumps, before, after, fields_of = _dumps_ordered, _get_before, _get_after, _get_fields
-    order, sha = _CANON_ORDER, _sha256
+    keys_before, keys_after = _CANON_ORDER[:_SEQ_AT], _CANON_ORDER[_SEQ_AT + 1:]
     list_at, bool_at = _LIST_AT, _BOOL_AT
-    seq = first_seq
-    prev_hex = prev_hash.hex()
     for event in events:
-        canon = dumps(dict(zip(order, (*before(event), seq, *after(event)), strict=True))).encode("utf-8")
-        leaf = sha(b"\x00" + canon).digest()
-        row = sha(b"\x02" + prev_hash + leaf).digest()
+        head = dumps(dict(zip(keys_before, before(event), strict=True)))
+        tail = dumps(dict(zip(keys_after, after(event), strict=True)))
         values = list(fields_of(event))
         for i in list_at:
             values[i] = dumps(values[i])
         if bool_as_int:
             for i in bool_at:
                 values[i] = int(values[i])
+        out.append(((head[:-1] + ',"chain_seq":').encode("utf-8"), ("," + tail[1:]).encode("utf-8"), values))
+    return out
+
+
+def link_prepared(prepared, first_seq: int, prev_hash: bytes) -> list[tuple]:
+    """Stored tuples (seq, *encoded fields, leaf, prev, row) hex, continuing after ``prev_hash``."""
+    out = []
+    sha = _sha256
+    seq = first_seq
+    prev_hex = prev_hash.hex()
+    for head, tail, values in prepared:
+        leaf = sha(b"\x00" + head + str(seq).encode() + tail).digest()
+        row = sha(b"\x02" + prev_hash + leaf).digest()
         row_hex = row.hex()
         out.append((seq, *values, leaf.hex(), prev_hex, row_hex))
         prev_hash, prev_hex = row, row_hex
         seq += 1
     return out
+
+
+def chain_rows(events, first_seq: int, prev_hash: bytes, *, bool_as_int: bool) -> list[tuple]:
+    """The stored tuples for a batch, ready for INSERT/COPY: (seq, *encoded fields, leaf, prev, row) hex.
+
+    Same bytes as ``chain`` + ``schema.encode_fields`` without the per-row dict copies and key sort.
+    """
+    return link_prepared(prepare_rows(events, bool_as_int=bool_as_int), first_seq, prev_hash)
 
 
 def raw_canonical(raw) -> bytes:

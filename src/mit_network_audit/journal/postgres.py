@@ -18,7 +18,7 @@ import psycopg
 
 from ..interceptor.event import NetEvent
 from . import schema
-from .canonical import ZERO_HASH, chain_rows
+from .canonical import ZERO_HASH, link_prepared, prepare_rows
 from .store import JournalRow, RowFilter
 
 LOCK_KEY = 0x6D6E615F6A726E  # "mna_jrn": the journal writers' advisory lock
@@ -101,6 +101,7 @@ class PostgresStore:
     def append(self, events: Sequence[NetEvent]) -> list[JournalRow]:
         if not events:
             return []
+        prepared = prepare_rows(events, bool_as_int=False)  # the costly part, outside the writers' lock
         with self._lock, self.conn.transaction():
             conn = self.conn
             # Two statements on purpose: in READ COMMITTED the head must be read with a snapshot
@@ -108,7 +109,7 @@ class PostgresStore:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
             head = conn.execute(f"SELECT chain_seq, row_hash FROM {T} ORDER BY chain_seq DESC LIMIT 1").fetchone()
             seq, prev = (head[0] + 1, bytes.fromhex(head[1])) if head else (1, ZERO_HASH)
-            rows = chain_rows(events, seq, prev, bool_as_int=False)
+            rows = link_prepared(prepared, seq, prev)
             with conn.cursor() as cur, cur.copy(_COPY) as copy:
                 write_row = copy.write_row
                 for row in rows:

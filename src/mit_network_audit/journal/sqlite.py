@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from ..interceptor.event import NetEvent
 from . import schema
-from .canonical import ZERO_HASH, chain_rows
+from .canonical import ZERO_HASH, link_prepared, prepare_rows
 from .store import JournalRow, RowFilter
 
 _COLS = ", ".join(f"{c} {schema.column_type(c, postgres=False)}" for c in schema.COLUMNS)
@@ -94,6 +94,7 @@ class SQLiteStore:
     def append(self, events: Sequence[NetEvent]) -> list[JournalRow]:
         if not events:
             return []
+        prepared = prepare_rows(events, bool_as_int=True)  # the costly part, outside the write lock
         with self._lock:
             conn = self.conn
             conn.execute("BEGIN IMMEDIATE")
@@ -101,7 +102,7 @@ class SQLiteStore:
                 head = conn.execute(
                     f"SELECT chain_seq, row_hash FROM {schema.TABLE} ORDER BY chain_seq DESC LIMIT 1").fetchone()
                 seq, prev = (head[0] + 1, bytes.fromhex(head[1])) if head else (1, ZERO_HASH)
-                params = chain_rows(events, seq, prev, bool_as_int=True)
+                params = link_prepared(prepared, seq, prev)
                 conn.executemany(_INSERT, params)
                 conn.execute("COMMIT")
             except BaseException:
