@@ -31,7 +31,16 @@ STEP_US = 90_000  # one row every 90 ms: 40k rows an hour -> 250 hourly buckets 
 
 MIX = [  # (weight, addon, host, dest_class, vendor_bound, component, method, req_bytes)
     (40, "llm_assistant", "api.openai.com", "provider", False, "openai", "POST", 3000),
-    (25, "acme_mail_sync", "smtp.gmail.com", "provider", False, "google-mail", "EHLO,MAIL,RCPT,DATA,QUIT", 9000),
+    (
+        25,
+        "acme_mail_sync",
+        "smtp.gmail.com",
+        "provider",
+        False,
+        "google-mail",
+        "EHLO,MAIL,RCPT,DATA,QUIT",
+        9000,
+    ),
     (20, "sale", "erp.example.org", "own", False, "own", "GET", 300),
     (10, "mit_licence", "licence.mit-vendor.example", "vendor", True, "mit-licence", "POST", 400),
     (4, "website", "cdn.unknown-thing.example", "unknown", False, "", "GET", 200),
@@ -46,28 +55,58 @@ def seed_events() -> list[NetEvent]:
     for i in range(SEED_ROWS):
         _, addon, host, cls, vb, comp, method, req = rnd.choices(MIX, weights)[0]
         t = T0 + i * STEP_US
-        out.append(NetEvent(event_id=uuid.uuid4().hex, logged_at_us=t, started_at_us=t - 900, duration_us=900,
-                            direction="outbound", channel="requests", protocol="https", method=method, host=host,
-                            port=443, path="/v1/x", dest_ip="203.0.113.9", dest_port=443, status=200,
-                            outcome="ok" if i % 97 else "error", error=None if i % 97 else "builtins.TimeoutError",
-                            req_bytes=req + i % 100, resp_bytes=5000, addon=addon, pid=4242 + i % 4,
-                            hostname="erp-1", vendor_bound=vb, component=comp or None, dest_class=cls))
+        out.append(
+            NetEvent(
+                event_id=uuid.uuid4().hex,
+                logged_at_us=t,
+                started_at_us=t - 900,
+                duration_us=900,
+                direction="outbound",
+                channel="requests",
+                protocol="https",
+                method=method,
+                host=host,
+                port=443,
+                path="/v1/x",
+                dest_ip="203.0.113.9",
+                dest_port=443,
+                status=200,
+                outcome="ok" if i % 97 else "error",
+                error=None if i % 97 else "builtins.TimeoutError",
+                req_bytes=req + i % 100,
+                resp_bytes=5000,
+                addon=addon,
+                pid=4242 + i % 4,
+                hostname="erp-1",
+                vendor_bound=vb,
+                component=comp or None,
+                dest_class=cls,
+            )
+        )
     return out
 
 
 def clone_sql(pg: bool, copies_from: int, copies_to: int) -> str:
     """Copy the seed rows (chain_seq 1..SEED_ROWS) as copies k = copies_from..copies_to-1."""
-    shift = {"chain_seq": f"s.chain_seq + k * {SEED_ROWS}",
-             "event_id": "s.event_id || '-' || k", "prev_hash": "s.prev_hash || '-' || k",
-             "logged_at_us": f"s.logged_at_us + k * {SEED_ROWS * STEP_US}",
-             "started_at_us": f"s.started_at_us + k * {SEED_ROWS * STEP_US}"}
+    shift = {
+        "chain_seq": f"s.chain_seq + k * {SEED_ROWS}",
+        "event_id": "s.event_id || '-' || k",
+        "prev_hash": "s.prev_hash || '-' || k",
+        "logged_at_us": f"s.logged_at_us + k * {SEED_ROWS * STEP_US}",
+        "started_at_us": f"s.started_at_us + k * {SEED_ROWS * STEP_US}",
+    }
     cols = schema.COLUMNS
     select = ", ".join(shift.get(c, f"s.{c}") for c in cols)
-    series = (f"generate_series({copies_from}, {copies_to - 1}) AS g(k)" if pg else
-              f"(WITH RECURSIVE g(k) AS (SELECT {copies_from} UNION ALL SELECT k + 1 FROM g "
-              f"WHERE k < {copies_to - 1}) SELECT k FROM g) AS g")
-    return (f"INSERT INTO {schema.TABLE} ({', '.join(cols)}) SELECT {select} FROM {schema.TABLE} s, {series} "
-            f"WHERE s.chain_seq <= {SEED_ROWS}")
+    series = (
+        f"generate_series({copies_from}, {copies_to - 1}) AS g(k)"
+        if pg
+        else f"(WITH RECURSIVE g(k) AS (SELECT {copies_from} UNION ALL SELECT k + 1 FROM g "
+        f"WHERE k < {copies_to - 1}) SELECT k FROM g) AS g"
+    )
+    return (
+        f"INSERT INTO {schema.TABLE} ({', '.join(cols)}) SELECT {select} FROM {schema.TABLE} s, {series} "
+        f"WHERE s.chain_seq <= {SEED_ROWS}"
+    )
 
 
 def build(store, rows: int) -> float:
@@ -89,31 +128,57 @@ def report_at_scale(store, n: int, target_rows: int) -> None:
     """
     span_hours = (n * STEP_US) // rollup.HOUR_US + 1
     copies = max(1, target_rows // n)
-    cols = [r[1] for r in store.execute_raw("PRAGMA table_info(mna_rollup)")] if getattr(
-        store, "kind", "") != "postgres" else [r[0] for r in store.execute_raw(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'mna_rollup' ORDER BY ordinal_position")]
-    shifted = ", ".join(f"bucket_us + k * {span_hours * rollup.HOUR_US}" if c == "bucket_us" else
-                        f"{c} + k * {n}" if c in ("first_seq", "last_seq") else c for c in cols)
+    cols = (
+        [r[1] for r in store.execute_raw("PRAGMA table_info(mna_rollup)")]
+        if getattr(store, "kind", "") != "postgres"
+        else [
+            r[0]
+            for r in store.execute_raw(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'mna_rollup' ORDER BY ordinal_position"
+            )
+        ]
+    )
+    shifted = ", ".join(
+        f"bucket_us + k * {span_hours * rollup.HOUR_US}"
+        if c == "bucket_us"
+        else f"{c} + k * {n}"
+        if c in ("first_seq", "last_seq")
+        else c
+        for c in cols
+    )
     for k in range(1, copies):
-        store.execute_raw(f"INSERT INTO mna_rollup ({', '.join(cols)}) SELECT {shifted.replace('k *', f'{k} *')} "
-                          f"FROM mna_rollup WHERE bucket_us < {T0 + span_hours * rollup.HOUR_US}")
+        store.execute_raw(
+            f"INSERT INTO mna_rollup ({', '.join(cols)}) SELECT {shifted.replace('k *', f'{k} *')} "
+            f"FROM mna_rollup WHERE bucket_us < {T0 + span_hours * rollup.HOUR_US}"
+        )
     buckets, rows = store.execute_raw("SELECT count(*), sum(n) FROM mna_rollup")[0]
     times = []
     for _ in range(5):
         t = time.perf_counter()
-        rep = build_report(store, since_us=0, until_us=T0 + copies * span_hours * rollup.HOUR_US,
-                           now_us=T0 + copies * span_hours * rollup.HOUR_US, catch_up=False)
+        rep = build_report(
+            store,
+            since_us=0,
+            until_us=T0 + copies * span_hours * rollup.HOUR_US,
+            now_us=T0 + copies * span_hours * rollup.HOUR_US,
+            catch_up=False,
+        )
         times.append(time.perf_counter() - t)
-    print(f"report over a rollup of {rows:,} rows ({buckets:,} buckets, rollup-equivalent, journal not built): "
-          f"best {min(times) * 1000:.0f} ms, median {sorted(times)[2] * 1000:.0f} ms; verdict {rep.verdict}")
+    print(
+        f"report over a rollup of {rows:,} rows ({buckets:,} buckets, rollup-equivalent, journal not built): "
+        f"best {min(times) * 1000:.0f} ms, median {sorted(times)[2] * 1000:.0f} ms; verdict {rep.verdict}"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--pg", action="store_true", help="PostgreSQL on 127.0.0.1 (own database, dropped after)")
-    ap.add_argument("--scale-rollup", type=int, default=0,
-                    help="also time `report` over a rollup as big as this many journal rows' (e.g. 10000000)")
+    ap.add_argument(
+        "--scale-rollup",
+        type=int,
+        default=0,
+        help="also time `report` over a rollup as big as this many journal rows' (e.g. 10000000)",
+    )
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="mna_bench_report_")
     dbname = f"mna_report_bench_{uuid.uuid4().hex[:8]}"
@@ -134,7 +199,9 @@ def main() -> None:
         t = time.perf_counter()
         res = rollup.catch_up(store)
         catch = time.perf_counter() - t
-        print(f"rollup catch-up (from empty): {res.rows:,} rows in {catch:.2f}s = {res.rows / catch:,.0f} rows/s")
+        print(
+            f"rollup catch-up (from empty): {res.rows:,} rows in {catch:.2f}s = {res.rows / catch:,.0f} rows/s"
+        )
         buckets = store.execute_raw("SELECT count(*) FROM mna_rollup")[0][0]
         print(f"rollup buckets: {buckets:,}")
 
@@ -143,8 +210,10 @@ def main() -> None:
             t = time.perf_counter()
             rep = build_report(store, since_us=0, until_us=T0 + (n + 1) * STEP_US, now_us=T0 + n * STEP_US)
             times.append(time.perf_counter() - t)
-        print(f"report over the whole journal (reads the rollup): best {min(times) * 1000:.0f} ms, "
-              f"median {sorted(times)[2] * 1000:.0f} ms; verdict {rep.verdict}, {len(rep.lines)} lines")
+        print(
+            f"report over the whole journal (reads the rollup): best {min(times) * 1000:.0f} ms, "
+            f"median {sorted(times)[2] * 1000:.0f} ms; verdict {rep.verdict}, {len(rep.lines)} lines"
+        )
 
         if args.scale_rollup:
             report_at_scale(store, n, args.scale_rollup)

@@ -31,14 +31,40 @@ from mit_network_audit.journal.merkle import verify_inclusion  # noqa: E402
 
 def make_events(n: int, start: int) -> list[NetEvent]:
     t = 1_767_225_600_000_000 + start * 1000
-    return [NetEvent(event_id=uuid.uuid4().hex, logged_at_us=t + i * 1000, started_at_us=t + i * 1000 - 900,
-                     duration_us=900, direction="outbound", channel="requests", protocol="https", method="POST",
-                     host="api.provider.example", port=443, path="/v1/completions", query_keys=("model",),
-                     dest_ip="203.0.113.9", dest_port=443, src_ip="10.0.0.5", src_port=40000 + i % 20000,
-                     status=200, req_bytes=1200 + i % 500, resp_bytes=5000, req_headers=("content-type: ***",),
-                     resp_headers=("content-type: application/json",), fingerprint="ab" * 32,
-                     addon="llm_assistant", call_site="llm_assistant/client.py:42 in ask", via=("requests", "urllib3"),
-                     pid=4242, hostname="erp-1", dest_class="provider", component="openai") for i in range(n)]
+    return [
+        NetEvent(
+            event_id=uuid.uuid4().hex,
+            logged_at_us=t + i * 1000,
+            started_at_us=t + i * 1000 - 900,
+            duration_us=900,
+            direction="outbound",
+            channel="requests",
+            protocol="https",
+            method="POST",
+            host="api.provider.example",
+            port=443,
+            path="/v1/completions",
+            query_keys=("model",),
+            dest_ip="203.0.113.9",
+            dest_port=443,
+            src_ip="10.0.0.5",
+            src_port=40000 + i % 20000,
+            status=200,
+            req_bytes=1200 + i % 500,
+            resp_bytes=5000,
+            req_headers=("content-type: ***",),
+            resp_headers=("content-type: application/json",),
+            fingerprint="ab" * 32,
+            addon="llm_assistant",
+            call_site="llm_assistant/client.py:42 in ask",
+            via=("requests", "urllib3"),
+            pid=4242,
+            hostname="erp-1",
+            dest_class="provider",
+            component="openai",
+        )
+        for i in range(n)
+    ]
 
 
 def timed(fn, *a, **kw):
@@ -56,7 +82,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--export-rows", type=int, default=100_000)
-    ap.add_argument("--pg", action="store_true", help="PostgreSQL on 127.0.0.1 (own database mna_trust_bench_*)")
+    ap.add_argument(
+        "--pg", action="store_true", help="PostgreSQL on 127.0.0.1 (own database mna_trust_bench_*)"
+    )
     ap.add_argument("--samples", type=int, default=2000)
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="mna_trust_bench_")
@@ -98,9 +126,11 @@ def main() -> None:
         cp = ckpt.latest_checkpoint(store, key.verifier, witness)
         rng = random.Random(7)
         gen, blocks, lens = [], [], []
-        for i in range(args.samples):  # one storage round trip per proof vs one per 16-node block, interleaved
+        for i in range(
+            args.samples
+        ):  # one storage round trip per proof vs one per 16-node block, interleaved
             seq = rng.randint(1, size)
-            for batched in ((True, False) if i % 2 else (False, True)):
+            for batched in (True, False) if i % 2 else (False, True):
                 view = ckpt.tree_view(store, cp.size)
                 if not batched:
                     view._fetch_many = None
@@ -111,17 +141,22 @@ def main() -> None:
         path = ckpt.tree_view(store, cp.size).inclusion_proof(size // 3 - 1)
         ver = [timed(verify_inclusion, size // 3 - 1, cp.size, leaf, path, cp.root)[1] for _ in range(2000)]
         assert verify_inclusion(size // 3 - 1, cp.size, leaf, path, cp.root)
-        full = [timed(prove, store, rng.randint(1, size), key=key, witness_path=witness)[1] for _ in range(200)]
+        full = [
+            timed(prove, store, rng.randint(1, size), key=key, witness_path=witness)[1] for _ in range(200)
+        ]
         doc = prove(store, 12345, key=key, witness_path=witness)
         results.update(
-            proof_hashes_max=max(lens), proof_bytes_max=32 * max(lens),
+            proof_hashes_max=max(lens),
+            proof_bytes_max=32 * max(lens),
             proof_json_hex_bytes=len(json.dumps(doc["inclusion_proof"])),
-            proof_gen_ms_median=round(statistics.median(gen) * 1e3, 3), proof_gen_ms_p90=round(pct(gen, 0.9) * 1e3, 3),
+            proof_gen_ms_median=round(statistics.median(gen) * 1e3, 3),
+            proof_gen_ms_p90=round(pct(gen, 0.9) * 1e3, 3),
             proof_gen_ms_p99=round(pct(gen, 0.99) * 1e3, 3),
             proof_gen_per_block_queries_ms_median=round(statistics.median(blocks) * 1e3, 3),
             proof_verify_us_median=round(statistics.median(ver) * 1e6, 1),
             prove_command_ms_median=round(statistics.median(full) * 1e3, 2),
-            stored_nodes=store.execute_raw("SELECT count(*) FROM mna_merkle_nodes")[0][0])
+            stored_nodes=store.execute_raw("SELECT count(*) FROM mna_merkle_nodes")[0][0],
+        )
 
         # -- verify (checkpoints + full root recomputation)
         _, dt = timed(ckpt.verify_trust, store, verifier=key.verifier, witness_path=witness)
@@ -141,7 +176,8 @@ def main() -> None:
         import importlib.util
 
         spec = importlib.util.spec_from_file_location(
-            "standalone", os.path.join(os.path.dirname(__file__), "..", "docs", "verify_bundle_standalone.py"))
+            "standalone", os.path.join(os.path.dirname(__file__), "..", "docs", "verify_bundle_standalone.py")
+        )
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         import contextlib
@@ -150,8 +186,9 @@ def main() -> None:
         with contextlib.redirect_stdout(io.StringIO()):
             _, dt = timed(mod.main, out, key.verifier.vkey)
         results["standalone_verify_rows_per_s"] = int(res.rows / dt)
-        results["bundle_bytes_per_row"] = int(sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
-                                              / res.rows)
+        results["bundle_bytes_per_row"] = int(
+            sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out)) / res.rows
+        )
         store.close()
     finally:
         if admin is not None:

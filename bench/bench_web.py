@@ -46,14 +46,45 @@ DESTINATIONS = [
     ("files.internal.example", "own", None, False, 20),
     ("127.0.0.1", "local", None, False, 60),
     ("localhost", "local", None, False, 20),
-    *[(f"partner{i}.example.net", "unknown" if i % 4 == 0 else "provider", None if i % 4 == 0 else "partners",
-       False, 3) for i in range(26)],
+    *[
+        (
+            f"partner{i}.example.net",
+            "unknown" if i % 4 == 0 else "provider",
+            None if i % 4 == 0 else "partners",
+            False,
+            3,
+        )
+        for i in range(26)
+    ],
 ]
-ADDONS = ["sale_ai_assistant", "crm_mail_sync", "account_stripe", "stock_partner_edi", "website_shop",
-          "hr_payroll_export", "mit_licence", "project_sync", "mail", "base", "web", "helpdesk_llm",
-          "purchase_edi", "l10n_reports", "documents_store"]
-INBOUND_PATHS = ["/web", "/web/dataset/call_kw", "/shop", "/shop/cart", "/longpolling/poll", "/api/v1/orders",
-                 "/web/image", "/my/orders", "/web/login"]
+ADDONS = [
+    "sale_ai_assistant",
+    "crm_mail_sync",
+    "account_stripe",
+    "stock_partner_edi",
+    "website_shop",
+    "hr_payroll_export",
+    "mit_licence",
+    "project_sync",
+    "mail",
+    "base",
+    "web",
+    "helpdesk_llm",
+    "purchase_edi",
+    "l10n_reports",
+    "documents_store",
+]
+INBOUND_PATHS = [
+    "/web",
+    "/web/dataset/call_kw",
+    "/shop",
+    "/shop/cart",
+    "/longpolling/poll",
+    "/api/v1/orders",
+    "/web/image",
+    "/my/orders",
+    "/web/login",
+]
 CHANNELS = ["requests", "urllib3", "http.client", "httpx"]
 
 
@@ -67,21 +98,51 @@ def _events(start_index: int, count: int, t0: int, per_row_us: float, rng: rando
         error = rng.random() < 0.02
         eid = rng.getrandbits(128).to_bytes(16, "big").hex()
         if r < 0.05:  # the auditor's own heartbeats/starts
-            out.append(NetEvent(event_id=eid, logged_at_us=ts, started_at_us=ts, duration_us=0,
-                                direction="internal", channel="audit", method="heartbeat",
-                                pid=1000 + i % 8, hostname=f"web{i % 4}", dest_class="local",
-                                addon="mit_network_audit", detail='{"disabled":[]}'))
+            out.append(
+                NetEvent(
+                    event_id=eid,
+                    logged_at_us=ts,
+                    started_at_us=ts,
+                    duration_us=0,
+                    direction="internal",
+                    channel="audit",
+                    method="heartbeat",
+                    pid=1000 + i % 8,
+                    hostname=f"web{i % 4}",
+                    dest_class="local",
+                    addon="mit_network_audit",
+                    detail='{"disabled":[]}',
+                )
+            )
             continue
         if r < 0.32:  # inbound requests to the audited server
             path = rng.choice(INBOUND_PATHS)
-            out.append(NetEvent(event_id=eid, logged_at_us=ts, started_at_us=ts - 3000, duration_us=rng.randint(500, 90_000),
-                                direction="inbound", channel="wsgi", protocol="http", method=rng.choice(("GET", "POST")),
-                                host="erp.example.com", port=443, path=path, src_ip=f"10.0.{i % 50}.{i % 200}",
-                                src_port=40000 + i % 20000, status=500 if error else 200,
-                                outcome="error" if error else "ok", req_bytes=rng.randint(0, 4000),
-                                resp_bytes=rng.randint(200, 90_000), req_headers=("content-type: text/html",),
-                                addon="web" if path.startswith("/web") else "website_shop", pid=1000 + i % 8,
-                                hostname=f"web{i % 4}", dest_class="own"))
+            out.append(
+                NetEvent(
+                    event_id=eid,
+                    logged_at_us=ts,
+                    started_at_us=ts - 3000,
+                    duration_us=rng.randint(500, 90_000),
+                    direction="inbound",
+                    channel="wsgi",
+                    protocol="http",
+                    method=rng.choice(("GET", "POST")),
+                    host="erp.example.com",
+                    port=443,
+                    path=path,
+                    src_ip=f"10.0.{i % 50}.{i % 200}",
+                    src_port=40000 + i % 20000,
+                    status=500 if error else 200,
+                    outcome="error" if error else "ok",
+                    req_bytes=rng.randint(0, 4000),
+                    resp_bytes=rng.randint(200, 90_000),
+                    req_headers=("content-type: text/html",),
+                    addon="web" if path.startswith("/web") else "website_shop",
+                    pid=1000 + i % 8,
+                    hostname=f"web{i % 4}",
+                    dest_class="own",
+                )
+            )
             continue
         host, dest_class, component, vendor, _ = rng.choices(hosts, weights)[0]
         addon = "mit_licence" if vendor else ADDONS[(zlib.crc32(host.encode()) + i % 3) % len(ADDONS)]
@@ -89,22 +150,52 @@ def _events(start_index: int, count: int, t0: int, per_row_us: float, rng: rando
         # keeps a real rollup to a few hundred groups an hour.
         key = zlib.crc32(f"{host}|{addon}".encode())
         channel = "smtp" if host.startswith("smtp") else CHANNELS[key % 4]
-        method = ("EHLO,MAIL,RCPT,DATA,QUIT" if channel == "smtp" else
-                  "POST" if vendor else ("GET", "POST")[rng.random() < 0.6])
-        out.append(NetEvent(
-            event_id=eid, logged_at_us=ts, started_at_us=ts - 20_000, duration_us=rng.randint(2_000, 900_000),
-            direction="outbound", channel=channel, protocol="smtp" if channel == "smtp" else "https",
-            method=method, host=host, port=587 if channel == "smtp" else 443,
-            path=None if channel == "smtp" else f"/v1/{rng.choice(('items', 'chat/completions', 'check', 'sync'))}",
-            query_keys=("page",) if i % 7 == 0 else (), dest_ip=f"203.0.113.{zlib.crc32(host.encode()) % 250}", dest_port=443,
-            src_ip="10.0.0.5", src_port=50000 + i % 10000, status=None if error else 200,
-            outcome="error" if error else "ok", error="requests.exceptions.ConnectTimeout" if error else None,
-            req_bytes=rng.randint(100, 1500) if vendor else rng.randint(100, 60_000),
-            resp_bytes=rng.randint(100, 200_000), req_headers=("authorization: ***", "content-type: application/json"),
-            resp_headers=("content-type: application/json",), fingerprint=f"{rng.getrandbits(256):064x}",
-            addon=addon, addon_author="Example SA", call_site=f"addons/{addon}/models/sync.py:{40 + i % 30} in run",
-            via=("requests", "urllib3") if channel == "requests" else (), pid=1000 + i % 8,
-            hostname=f"web{i % 4}", vendor_bound=vendor, component=component, dest_class=dest_class))
+        method = (
+            "EHLO,MAIL,RCPT,DATA,QUIT"
+            if channel == "smtp"
+            else "POST"
+            if vendor
+            else ("GET", "POST")[rng.random() < 0.6]
+        )
+        out.append(
+            NetEvent(
+                event_id=eid,
+                logged_at_us=ts,
+                started_at_us=ts - 20_000,
+                duration_us=rng.randint(2_000, 900_000),
+                direction="outbound",
+                channel=channel,
+                protocol="smtp" if channel == "smtp" else "https",
+                method=method,
+                host=host,
+                port=587 if channel == "smtp" else 443,
+                path=None
+                if channel == "smtp"
+                else f"/v1/{rng.choice(('items', 'chat/completions', 'check', 'sync'))}",
+                query_keys=("page",) if i % 7 == 0 else (),
+                dest_ip=f"203.0.113.{zlib.crc32(host.encode()) % 250}",
+                dest_port=443,
+                src_ip="10.0.0.5",
+                src_port=50000 + i % 10000,
+                status=None if error else 200,
+                outcome="error" if error else "ok",
+                error="requests.exceptions.ConnectTimeout" if error else None,
+                req_bytes=rng.randint(100, 1500) if vendor else rng.randint(100, 60_000),
+                resp_bytes=rng.randint(100, 200_000),
+                req_headers=("authorization: ***", "content-type: application/json"),
+                resp_headers=("content-type: application/json",),
+                fingerprint=f"{rng.getrandbits(256):064x}",
+                addon=addon,
+                addon_author="Example SA",
+                call_site=f"addons/{addon}/models/sync.py:{40 + i % 30} in run",
+                via=("requests", "urllib3") if channel == "requests" else (),
+                pid=1000 + i % 8,
+                hostname=f"web{i % 4}",
+                vendor_bound=vendor,
+                component=component,
+                dest_class=dest_class,
+            )
+        )
     return out
 
 
@@ -145,14 +236,22 @@ def build(dsn: str, rows: int, *, defer_indexes: bool = False) -> None:
             # sorted data (below).  The random-key UNIQUE indexes (event_id, prev_hash) are what makes
             # row-by-row loading slow past a few million rows.  NB: on a slow disk, dropping the
             # indexes of a large existing file costs minutes itself — use it from the start.
-            for (name,) in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND "
-                                              "tbl_name = 'egress_log' AND sql IS NOT NULL").fetchall():
+            for (name,) in store.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND "
+                "tbl_name = 'egress_log' AND sql IS NOT NULL"
+            ).fetchall():
                 store.conn.execute(f"DROP INDEX {name}")
     have = store.max_seq()
     meta = store.meta_get("bench.t0")
     t0 = int(meta) if meta else time.time_ns() // 1000 - SPAN_US
     store.meta_set("bench.t0", str(t0))
     per_row_us = SPAN_US / rows
+    if have:
+        # Resuming (or extending) a journal: spread the new rows from its newest row up to now, so the
+        # recent periods the pages show (24h, 7d) always hold data.
+        last = store.head().event.logged_at_us
+        t0 = last + 1 - int(have * ((time.time_ns() // 1000 - last) / max(1, rows - have)))
+        per_row_us = (time.time_ns() // 1000 - last) / max(1, rows - have)
     rng = random.Random(have)
     started = time.perf_counter()
     done = have
@@ -199,21 +298,46 @@ def aggregated_groups(store, since_us: int, until_us: int, where: str = "", para
     p = "%s" if getattr(store, "kind", "") == "postgres" else "?"
     low = (since_us // rollup.HOUR_US) * rollup.HOUR_US
     key = [k for k in rollup.KEY if k != "bucket_us"]
-    aggs = ("sum(n)", "sum(req_bytes)", "sum(resp_bytes)", "max(max_req_bytes)", "sum(lost)", "min(first_seq)",
-            "max(last_seq)", "min(first_us)", "max(last_us)")
+    aggs = (
+        "sum(n)",
+        "sum(req_bytes)",
+        "sum(resp_bytes)",
+        "max(max_req_bytes)",
+        "sum(lost)",
+        "min(first_seq)",
+        "max(last_seq)",
+        "min(first_us)",
+        "max(last_us)",
+    )
     rows = store.execute_raw(
         f"SELECT min(bucket_us), {', '.join(key)}, {', '.join(aggs)} FROM mna_rollup "
-        f"WHERE bucket_us >= {p} AND bucket_us < {p} {where} GROUP BY {', '.join(key)}", (low, until_us, *params))
-    cols = ("bucket_us", *key, "n", "req_bytes", "resp_bytes", "max_req_bytes", "lost", "first_seq", "last_seq",
-            "first_us", "last_us")
+        f"WHERE bucket_us >= {p} AND bucket_us < {p} {where} GROUP BY {', '.join(key)}",
+        (low, until_us, *params),
+    )
+    cols = (
+        "bucket_us",
+        *key,
+        "n",
+        "req_bytes",
+        "resp_bytes",
+        "max_req_bytes",
+        "lost",
+        "first_seq",
+        "last_seq",
+        "first_us",
+        "last_us",
+    )
     return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
 def _logged_in(client):
     form = client.get("/login").text
     csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-    r = client.post("/login", data={"username": "bench", "password": "bench-password-1", "csrf": csrf},
-                    follow_redirects=False)
+    r = client.post(
+        "/login",
+        data={"username": "bench", "password": "bench-password-1", "csrf": csrf},
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
     return client
 
@@ -236,10 +360,14 @@ def measure(dsn: str, repeat: int, out_json: str | None, key_dir: str) -> dict:
     # same journal with a catalogue that allows it, which is the all-clear (well: review) case.
     allow = os.path.join(key_dir, "allow-updates-post.toml")
     with open(allow, "w") as fh:
-        fh.write('[[component]]\nname = "mit-updates"\nclass = "vendor"\nhosts = ["updates.mit-vendor.example"]\n'
-                 'methods = ["GET", "POST"]\nmax_request_bytes = 2048\n')
+        fh.write(
+            '[[component]]\nname = "mit-updates"\nclass = "vendor"\nhosts = ["updates.mit-vendor.example"]\n'
+            'methods = ["GET", "POST"]\nmax_request_bytes = 2048\n'
+        )
     client = _logged_in(TestClient(create_dashboard(dsn), base_url="http://127.0.0.1"))
-    clean = _logged_in(TestClient(create_dashboard(dsn, catalogue_paths=[allow]), base_url="http://127.0.0.1"))
+    clean = _logged_in(
+        TestClient(create_dashboard(dsn, catalogue_paths=[allow]), base_url="http://127.0.0.1")
+    )
     rng = random.Random(7)
     some_host, some_addon = "api.stripe.com", "crm_mail_sync"
     cases = {
@@ -261,7 +389,10 @@ def measure(dsn: str, repeat: int, out_json: str | None, key_dir: str) -> dict:
         "Audit Log addon": ("log", lambda: f"/log?addon={some_addon}"),
         "Audit Log host": ("log", lambda: f"/log?host={some_host}"),
         "Audit Log channel": ("log", lambda: "/log?channel=smtp"),
-        "Audit Log vendor+errors page deep": ("log", lambda: f"/log?filter=errors&before={rng.randint(1, head)}"),
+        "Audit Log vendor+errors page deep": (
+            "log",
+            lambda: f"/log?filter=errors&before={rng.randint(1, head)}",
+        ),
         "Audit Log vendor page deep": ("log", lambda: f"/log?filter=vendor&before={rng.randint(1, head)}"),
         "Audit Log all page deep": ("log", lambda: f"/log?before={rng.randint(1, head)}"),
         "Audit Log errors+host": ("log", lambda: f"/log?filter=errors&host={some_host}"),
@@ -293,10 +424,17 @@ def measure(dsn: str, repeat: int, out_json: str | None, key_dir: str) -> dict:
             times.append((time.perf_counter() - t) * 1000)
             if resp.status_code != 200:
                 raise SystemExit(f"{u}: HTTP {resp.status_code}: {resp.text[:300]}")
-        results[name] = {"p50": statistics.median(times), "p95": _pctl(times, 0.95), "max": max(times),
-                         "bytes": len(resp.content)}
-        print(f"{name:38s} p50 {results[name]['p50']:8.1f} ms   p95 {results[name]['p95']:8.1f} ms"
-              f"   max {results[name]['max']:8.1f} ms", flush=True)
+        results[name] = {
+            "p50": statistics.median(times),
+            "p95": _pctl(times, 0.95),
+            "max": max(times),
+            "bytes": len(resp.content),
+        }
+        print(
+            f"{name:38s} p50 {results[name]['p50']:8.1f} ms   p95 {results[name]['p95']:8.1f} ms"
+            f"   max {results[name]['max']:8.1f} ms",
+            flush=True,
+        )
     trust._groups = original_groups
     summary = {"dsn_kind": getattr(store, "kind", "?"), "rows": head, "repeat": repeat, "results": results}
     if out_json:
@@ -306,14 +444,19 @@ def measure(dsn: str, repeat: int, out_json: str | None, key_dir: str) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build")
     b.add_argument("--db", required=True)
     b.add_argument("--rows", type=int, default=10_000_000)
     b.add_argument("--key-dir", default="/tmp/mna-bench-web-keys")
-    b.add_argument("--defer-indexes", action="store_true",
-                   help="SQLite: drop the secondary indexes during the load and rebuild them after")
+    b.add_argument(
+        "--defer-indexes",
+        action="store_true",
+        help="SQLite: drop the secondary indexes during the load and rebuild them after",
+    )
     m = sub.add_parser("measure")
     m.add_argument("--db", required=True)
     m.add_argument("--repeat", type=int, default=40)

@@ -13,12 +13,23 @@ from dataclasses import dataclass
 
 HOUR_US = 3_600_000_000
 CHUNK = 500_000
-KEY = ("bucket_us", "direction", "channel", "host", "addon", "dest_class", "outcome", "vendor_bound",
-       "component", "method")
+KEY = (
+    "bucket_us",
+    "direction",
+    "channel",
+    "host",
+    "addon",
+    "dest_class",
+    "outcome",
+    "vendor_bound",
+    "component",
+    "method",
+)
 WATERMARK = "rollup_seq"
 
 
-def _ddl(pg: bool) -> list[str]:
+def ddl(pg: bool) -> list[str]:
+    """The rollup's DDL (CREATE TABLE/INDEX IF NOT EXISTS), for PostgreSQL (``pg``) or SQLite."""
     big = "BIGINT"
     return [
         f"""CREATE TABLE IF NOT EXISTS mna_rollup (
@@ -33,6 +44,9 @@ def _ddl(pg: bool) -> list[str]:
             hostname TEXT NOT NULL, pid {big} NOT NULL, first_us {big}, last_us {big}, last_seq {big},
             last_kind TEXT, detail TEXT, PRIMARY KEY (hostname, pid))""",
     ]
+
+
+_ddl = ddl  # the former private name, kept for callers written against it
 
 
 def _is_pg(store) -> bool:
@@ -58,26 +72,32 @@ def _transaction(store):
 
 
 def ensure_tables(store) -> None:
-    for statement in _ddl(_is_pg(store)):
+    for statement in ddl(_is_pg(store)):
         store.execute_raw(statement)
 
 
 def _aggregate_sql(pg: bool) -> str:
-    lost = ("coalesce((detail::json->>'lost')::bigint, 0)" if pg
-            else "coalesce(json_extract(detail, '$.lost'), 0)")
+    lost = (
+        "coalesce((detail::json->>'lost')::bigint, 0)"
+        if pg
+        else "coalesce(json_extract(detail, '$.lost'), 0)"
+    )
     greatest = "GREATEST" if pg else "max"
     least = "LEAST" if pg else "min"
     p = "%s" if pg else "?"
-    updates = ", ".join([
-        "n = mna_rollup.n + excluded.n", "req_bytes = mna_rollup.req_bytes + excluded.req_bytes",
-        "resp_bytes = mna_rollup.resp_bytes + excluded.resp_bytes",
-        f"max_req_bytes = {greatest}(mna_rollup.max_req_bytes, excluded.max_req_bytes)",
-        "lost = mna_rollup.lost + excluded.lost",
-        f"first_seq = {least}(mna_rollup.first_seq, excluded.first_seq)",
-        f"last_seq = {greatest}(mna_rollup.last_seq, excluded.last_seq)",
-        f"first_us = {least}(mna_rollup.first_us, excluded.first_us)",
-        f"last_us = {greatest}(mna_rollup.last_us, excluded.last_us)",
-    ])
+    updates = ", ".join(
+        [
+            "n = mna_rollup.n + excluded.n",
+            "req_bytes = mna_rollup.req_bytes + excluded.req_bytes",
+            "resp_bytes = mna_rollup.resp_bytes + excluded.resp_bytes",
+            f"max_req_bytes = {greatest}(mna_rollup.max_req_bytes, excluded.max_req_bytes)",
+            "lost = mna_rollup.lost + excluded.lost",
+            f"first_seq = {least}(mna_rollup.first_seq, excluded.first_seq)",
+            f"last_seq = {greatest}(mna_rollup.last_seq, excluded.last_seq)",
+            f"first_us = {least}(mna_rollup.first_us, excluded.first_us)",
+            f"last_us = {greatest}(mna_rollup.last_us, excluded.last_us)",
+        ]
+    )
     return f"""
         INSERT INTO mna_rollup ({", ".join(KEY)}, n, req_bytes, resp_bytes, max_req_bytes, lost,
                                 first_seq, last_seq, first_us, last_us)
@@ -153,13 +173,24 @@ def consistency(store) -> dict:
     low = store.min_seq() or 1
     p = "%s" if _is_pg(store) else "?"
     journal = store.execute_raw(f"SELECT count(*) FROM egress_log WHERE chain_seq <= {p}", (mark,))[0][0]
-    rolled = store.execute_raw(f"SELECT coalesce(sum(n), 0) FROM mna_rollup WHERE last_seq >= {p}", (low,))[0][0]
+    rolled = store.execute_raw(f"SELECT coalesce(sum(n), 0) FROM mna_rollup WHERE last_seq >= {p}", (low,))[
+        0
+    ][0]
     if low > 1:
         # Buckets may straddle the vacuum cut; compare only what both still fully hold.
-        rolled = store.execute_raw(f"SELECT coalesce(sum(n), 0) FROM mna_rollup WHERE first_seq >= {p}", (low,))[0][0]
+        rolled = store.execute_raw(
+            f"SELECT coalesce(sum(n), 0) FROM mna_rollup WHERE first_seq >= {p}", (low,)
+        )[0][0]
         journal = store.execute_raw(
             f"SELECT count(*) FROM egress_log WHERE chain_seq <= {p} AND chain_seq >= "
-            f"(SELECT coalesce(min(first_seq), {p}) FROM mna_rollup WHERE first_seq >= {p})", (mark, low, low))[0][0]
-    return {"name": "rollup", "ok": int(journal) == int(rolled), "watermark": mark,
-            "journal_rows": int(journal), "rollup_rows": int(rolled),
-            "message": f"rollup holds {int(rolled):,} rows, journal {int(journal):,} up to seq {mark}"}
+            f"(SELECT coalesce(min(first_seq), {p}) FROM mna_rollup WHERE first_seq >= {p})",
+            (mark, low, low),
+        )[0][0]
+    return {
+        "name": "rollup",
+        "ok": int(journal) == int(rolled),
+        "watermark": mark,
+        "journal_rows": int(journal),
+        "rollup_rows": int(rolled),
+        "message": f"rollup holds {int(rolled):,} rows, journal {int(journal):,} up to seq {mark}",
+    }
