@@ -98,7 +98,7 @@ def clone_sql(pg: bool, copies_from: int, copies_to: int) -> str:
     cols = schema.COLUMNS
     select = ", ".join(shift.get(c, f"s.{c}") for c in cols)
     series = (
-        f"generate_series({copies_from}, {copies_to - 1}) AS g(k)"
+        f"generate_series({copies_from}::bigint, {copies_to - 1}::bigint) AS g(k)"
         if pg
         else f"(WITH RECURSIVE g(k) AS (SELECT {copies_from} UNION ALL SELECT k + 1 FROM g "
         f"WHERE k < {copies_to - 1}) SELECT k FROM g) AS g"

@@ -288,6 +288,21 @@ def _pctl(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def hourly_groups(store, since_us: int, until_us: int, where: str = "", params: tuple = ()) -> list[dict]:
+    """Reference: ``trust._groups`` before it merged hours in SQL (one row per key per hourly bucket)."""
+    from mit_network_audit.report import rollup
+
+    p = "%s" if getattr(store, "kind", "") == "postgres" else "?"
+    low = (since_us // rollup.HOUR_US) * rollup.HOUR_US
+    cols = (*rollup.KEY, "n", "req_bytes", "resp_bytes", "max_req_bytes", "lost", "first_seq", "last_seq")
+    cols = (*cols, "first_us", "last_us")
+    rows = store.execute_raw(
+        f"SELECT {', '.join(cols)} FROM mna_rollup WHERE bucket_us >= {p} AND bucket_us < {p} {where}",
+        (low, until_us, *params),
+    )
+    return [dict(zip(cols, r, strict=True)) for r in rows]
+
+
 def aggregated_groups(store, since_us: int, until_us: int, where: str = "", params: tuple = ()) -> list[dict]:
     """Experiment for a change request to report/trust.py: the same groups as ``trust._groups``, but
     merged across hourly buckets by the database (one row per key instead of one per key per hour).

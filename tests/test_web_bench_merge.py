@@ -1,5 +1,5 @@
-"""The Trust Report change request measured in bench/bench_web.py (merge the rollup's hours in SQL
-before the verdict rules run) gives the same verdict, rules, per-rule counts and summary as today's
+"""The Trust Report change measured in bench/bench_web.py and now adopted in report/trust.py (merge the
+rollup's hours in SQL before the verdict rules run) gives the same verdict, rules, per-rule counts and summary as today's
 per-hour groups — only one line per key instead of one per key per hour.  One count differs by
 design of today's rule: a "request too large" line counts every call of its group, so merging hours
 counts the key's calls over the whole period, not only in the hours with an oversized request (the
@@ -25,11 +25,13 @@ def test_merged_hours_same_verdict_rules_counts_and_summary(tmp_path):
     t0 = time.time_ns() // 1000 - 3 * 86_400_000_000
     store.append(bench_web._events(0, 6000, t0, 3 * 86_400_000_000 / 6000, random.Random(1)))
     since = t0 - 1
-    hourly = trust.build_report(store, since)
+    merged = trust.build_report(store, since)  # trust._groups merges the hours in SQL (adopted)
     original = trust._groups
     try:
-        trust._groups = bench_web.aggregated_groups
-        merged = trust.build_report(store, since)
+        trust._groups = bench_web.hourly_groups  # the former per-hour groups, as reference
+        hourly = trust.build_report(store, since)
+        trust._groups = bench_web.aggregated_groups  # the bench's copy must stay what trust does
+        assert trust.build_report(store, since).lines == merged.lines
     finally:
         trust._groups = original
     assert hourly.verdict == merged.verdict == "alarm"
