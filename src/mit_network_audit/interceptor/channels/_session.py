@@ -108,6 +108,91 @@ def run(session: Session | None, fn, *args, scoped: bool = False, error_filter=N
             finish(session)
 
 
+def wrap_open(channel: str, protocol_of, error_filter=None):
+    """Wrapper factory for a client's connect/open: a new session row, the library's own connect
+    scoped to it, then host, port and peer read off the client; a client that never connected
+    ends its row at once (nothing will close it)."""
+    def make(original):
+        def opener(self, *args, **kwargs):
+            if not capture.runtime.active:
+                return original(self, *args, **kwargs)
+            session = open_session(self, channel, protocol_of(self))
+            try:
+                return run(session, original, self, *args, scoped=True, error_filter=error_filter, **kwargs)
+            finally:
+                if session is not None:
+                    attrs = self.__dict__
+                    port = attrs.get("port", getattr(self, "port", None))
+                    session.call.enrich(host=attrs.get("host") or None, port=port if isinstance(port, int) else None)
+                    enrich_peer(session, attrs.get("sock"))
+                    if attrs.get("sock") is None:
+                        closed(self, session)
+        return opener
+    return make
+
+
+def wrap_verbs(known: frozenset):
+    """Wrapper factory for the method that sends a command: its first word is recorded as a verb."""
+    def make(original):
+        def command(self, word, *args, **kwargs):
+            add_verb(get(self), word, known)
+            return original(self, word, *args, **kwargs)
+        return command
+    return make
+
+
+def wrap_counted(field: str, measure, error_filter=None):
+    """Wrapper factory for a primitive that moves protocol bytes: it runs for the session, then
+    ``measure(client, args, result)`` bytes are added to the call's ``field`` (req/resp_bytes)."""
+    def make(original):
+        def counted(self, *args):
+            session = get(self)
+            result = run(session, original, self, *args, error_filter=error_filter)
+            if session is not None:
+                try:
+                    call = session.call
+                    setattr(call, field, getattr(call, field) + measure(self, args, result))
+                except Exception:
+                    capture.counters["errors.capture"] += 1
+            return result
+        return counted
+    return make
+
+
+def wrap_tls_upgrade(protocol: str, upgraded, error_filter=None):
+    """Wrapper factory for STARTTLS-like methods: the handshake is scoped to the session, whose
+    ``protocol`` becomes ``protocol`` once ``upgraded(client)`` says TLS is on."""
+    def make(original):
+        def upgrade(self, *args, **kwargs):
+            session = get(self)
+            result = run(session, original, self, *args, scoped=True, error_filter=error_filter, **kwargs)
+            if session is not None and upgraded(self):
+                session.call.protocol = protocol
+            return result
+        return upgrade
+    return make
+
+
+def wrap_close(record_errors: bool = False):
+    """Wrapper factory for the method that closes the connection: the row completes (an exception
+    of the close itself is the session's outcome only with ``record_errors``)."""
+    def make(original):
+        def close(self, *args, **kwargs):
+            session = get(self)
+            try:
+                if record_errors:
+                    return run(session, original, self, *args, **kwargs)
+                return original(self, *args, **kwargs)
+            finally:
+                closed(self, session)
+        return close
+    return make
+
+
+def tls_established(client) -> bool:
+    return bool(getattr(client, "_tls_established", False))
+
+
 def add_verb(session: Session | None, word, known: frozenset) -> None:
     """Record a protocol verb: the first word of a command line, kept only if it is a known verb."""
     if session is None or session.quiet:

@@ -12,7 +12,6 @@ user names and passwords are arguments: never stored.  A 4xx/5xx reply is a prot
 
 from __future__ import annotations
 
-from .. import capture
 from . import _session
 from ._session import CountingWriterSource
 
@@ -34,48 +33,6 @@ def install(patches) -> None:
 
     def _reply_error(exc) -> bool:
         return isinstance(exc, ftplib.Error)
-
-    def make_connect(original):
-        def connect(self, *args, **kwargs):
-            if not capture.runtime.active:
-                return original(self, *args, **kwargs)
-            session = _session.open_session(self, NAME, "ftp")
-            try:
-                return _session.run(session, original, self, *args, scoped=True, error_filter=_reply_error,
-                                    **kwargs)
-            finally:
-                if session is not None:
-                    port = self.__dict__.get("port", getattr(self, "port", None))
-                    session.call.enrich(host=self.__dict__.get("host") or None,
-                                        port=port if isinstance(port, int) else None)
-                    _session.enrich_peer(session, self.__dict__.get("sock"))
-                    if self.__dict__.get("sock") is None:  # never connected: nothing will close it
-                        _session.closed(self, session)
-        return connect
-
-    def make_putcmd(original):
-        def putcmd(self, line):
-            _session.add_verb(_session.get(self), line, VERBS)
-            return original(self, line)
-        return putcmd
-
-    def make_putline(original):
-        def putline(self, line):
-            session = _session.get(self)
-            result = _session.run(session, original, self, line)
-            if session is not None:
-                session.call.req_bytes += _encoded_len(self, line) + 2
-            return result
-        return putline
-
-    def make_getline(original):
-        def getline(self):
-            session = _session.get(self)
-            line = _session.run(session, original, self, error_filter=_reply_error)
-            if session is not None:
-                session.call.resp_bytes += _encoded_len(self, line) + 2
-            return line
-        return getline
 
     def make_getmultiline(original):
         def getmultiline(self):
@@ -127,19 +84,11 @@ def install(patches) -> None:
             return original(self, cmd, fp, *args, **kwargs)
         return stor
 
-    def make_close(original):
-        def close(self):
-            session = _session.get(self)
-            try:
-                return original(self)
-            finally:
-                _session.closed(self, session)
-        return close
-
-    patches.wrap(FTP, "connect", make_connect)
-    patches.wrap(FTP, "putcmd", make_putcmd)
-    patches.wrap(FTP, "putline", make_putline)
-    patches.wrap(FTP, "getline", make_getline)
+    patches.wrap(FTP, "connect", _session.wrap_open(NAME, lambda _client: "ftp", _reply_error))
+    patches.wrap(FTP, "putcmd", _session.wrap_verbs(VERBS))
+    patches.wrap(FTP, "putline", _session.wrap_counted("req_bytes", lambda c, args, _r: _encoded_len(c, args[0]) + 2))
+    patches.wrap(FTP, "getline", _session.wrap_counted("resp_bytes", lambda c, _a, line: _encoded_len(c, line) + 2,
+                                                       _reply_error))
     patches.wrap(FTP, "getmultiline", make_getmultiline)
     patches.wrap(FTP, "ntransfercmd", make_scoped)
     patches.wrap(FTP, "abort", make_abort)
@@ -147,22 +96,12 @@ def install(patches) -> None:
     patches.wrap(FTP, "retrlines", lambda o: make_retr(o, False))
     patches.wrap(FTP, "storbinary", make_stor)
     patches.wrap(FTP, "storlines", make_stor)
-    patches.wrap(FTP, "close", make_close)
+    patches.wrap(FTP, "close", _session.wrap_close())
     if FTP_TLS is not None:
         patches.wrap(FTP_TLS, "ntransfercmd", make_scoped)
         patches.wrap(FTP_TLS, "abort", make_abort)
 
-        def make_auth(original):
-            def auth(self, *args, **kwargs):
-                session = _session.get(self)
-                result = _session.run(session, original, self, *args, scoped=True, error_filter=_reply_error,
-                                      **kwargs)
-                if session is not None:
-                    session.call.protocol = "ftps"
-                return result
-            return auth
-
-        patches.wrap(FTP_TLS, "auth", make_auth)
+        patches.wrap(FTP_TLS, "auth", _session.wrap_tls_upgrade("ftps", lambda _client: True, _reply_error))
 
 
 def _encoded_len(client, line) -> int:

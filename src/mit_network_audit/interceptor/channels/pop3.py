@@ -10,7 +10,6 @@ passwords and message numbers are arguments: never stored.
 
 from __future__ import annotations
 
-from .. import capture
 from . import _session
 
 NAME = "pop3"
@@ -29,75 +28,18 @@ def install(patches) -> None:
         return isinstance(exc, poplib.error_proto) and not str(exc).startswith("-ERR EOF") \
             and "line too long" not in str(exc)
 
-    def make_init(original):
-        def __init__(self, *args, **kwargs):
-            if not capture.runtime.active:
-                return original(self, *args, **kwargs)
-            tls = POP3_SSL is not None and isinstance(self, POP3_SSL)
-            session = _session.open_session(self, NAME, "pop3s" if tls else "pop3")
-            try:
-                return _session.run(session, original, self, *args, scoped=True, **kwargs)
-            finally:
-                if session is not None:
-                    port = self.__dict__.get("port")
-                    session.call.enrich(host=self.__dict__.get("host") or None,
-                                        port=port if isinstance(port, int) else None)
-                    _session.enrich_peer(session, self.__dict__.get("sock"))
-                    if self.__dict__.get("sock") is None:  # never connected: nothing will close it
-                        _session.closed(self, session)
-        return __init__
-
-    def make_putcmd(original):
-        def _putcmd(self, line):
-            _session.add_verb(_session.get(self), line, VERBS)
-            return original(self, line)
-        return _putcmd
-
-    def make_putline(original):
-        def _putline(self, line):
-            session = _session.get(self)
-            result = _session.run(session, original, self, line)
-            if session is not None:
-                session.call.req_bytes += len(line) + 2
-            return result
-        return _putline
-
-    def make_getline(original):
-        def _getline(self):
-            session = _session.get(self)
-            result = _session.run(session, original, self)
-            if session is not None:
-                session.call.resp_bytes += result[1]
-            return result
-        return _getline
+    def protocol_of(client) -> str:
+        return "pop3s" if POP3_SSL is not None and isinstance(client, POP3_SSL) else "pop3"
 
     def make_getresp(original):
         def _getresp(self):
             return _session.run(_session.get(self), original, self, error_filter=_reply_error)
         return _getresp
 
-    def make_stls(original):
-        def stls(self, *args, **kwargs):
-            session = _session.get(self)
-            result = _session.run(session, original, self, *args, scoped=True, error_filter=_reply_error, **kwargs)
-            if session is not None and getattr(self, "_tls_established", False):
-                session.call.protocol = "pop3s"
-            return result
-        return stls
-
-    def make_close(original):
-        def close(self):
-            session = _session.get(self)
-            try:
-                return original(self)
-            finally:
-                _session.closed(self, session)
-        return close
-
-    patches.wrap(POP3, "__init__", make_init)
-    patches.wrap(POP3, "_putcmd", make_putcmd)
-    patches.wrap(POP3, "_putline", make_putline)
-    patches.wrap(POP3, "_getline", make_getline)
+    patches.wrap(POP3, "__init__", _session.wrap_open(NAME, protocol_of))
+    patches.wrap(POP3, "_putcmd", _session.wrap_verbs(VERBS))
+    patches.wrap(POP3, "_putline", _session.wrap_counted("req_bytes", lambda _c, args, _r: len(args[0]) + 2))
+    patches.wrap(POP3, "_getline", _session.wrap_counted("resp_bytes", lambda _c, _a, result: result[1]))
     patches.wrap(POP3, "_getresp", make_getresp)
-    patches.wrap(POP3, "stls", make_stls)
-    patches.wrap(POP3, "close", make_close)
+    patches.wrap(POP3, "stls", _session.wrap_tls_upgrade("pop3s", _session.tls_established, _reply_error))
+    patches.wrap(POP3, "close", _session.wrap_close())

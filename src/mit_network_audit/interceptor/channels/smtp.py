@@ -58,12 +58,6 @@ def install(patches) -> None:
             return result
         return send
 
-    def make_putcmd(original):
-        def putcmd(self, cmd, args=""):
-            _session.add_verb(_session.get(self), cmd, VERBS)
-            return original(self, cmd, args)
-        return putcmd
-
     def make_getreply(original):
         def getreply(self):
             session = _session.get(self)
@@ -97,28 +91,11 @@ def install(patches) -> None:
                 session.quiet -= 1
         return auth
 
-    def make_starttls(original):
-        def starttls(self, *args, **kwargs):
-            session = _session.get(self)
-            result = _session.run(session, original, self, *args, scoped=True, **kwargs)
-            if session is not None and isinstance(getattr(self, "sock", None), ssl.SSLSocket):
-                session.call.protocol = "smtps"
-            return result
-        return starttls
-
-    def make_close(original):
-        def close(self):
-            session = _session.get(self)
-            try:
-                return original(self)
-            finally:
-                _session.closed(self, session)
-        return close
-
     patches.wrap(SMTP, "connect", make_connect)
     patches.wrap(SMTP, "send", make_send)
-    patches.wrap(SMTP, "putcmd", make_putcmd)
+    patches.wrap(SMTP, "putcmd", _session.wrap_verbs(VERBS))
     patches.wrap(SMTP, "getreply", make_getreply)
     patches.wrap(SMTP, "auth", make_auth)
-    patches.wrap(SMTP, "starttls", make_starttls)
-    patches.wrap(SMTP, "close", make_close)
+    patches.wrap(SMTP, "starttls", _session.wrap_tls_upgrade(
+        "smtps", lambda client: isinstance(getattr(client, "sock", None), ssl.SSLSocket)))
+    patches.wrap(SMTP, "close", _session.wrap_close())
