@@ -219,55 +219,6 @@ def enrich_peer(session: Session | None, sock) -> None:
         pass
 
 
-class CountingReader:
-    """A file object's reads counted into ``call.resp_bytes``; the bytes are not kept."""
-
-    __slots__ = ("_raw", "_call")
-
-    def __init__(self, raw, call) -> None:
-        self._raw = raw
-        self._call = call
-
-    def readline(self, *args):
-        data = self._raw.readline(*args)
-        self._call.resp_bytes += len(data)
-        return data
-
-    def read(self, *args):
-        data = self._raw.read(*args)
-        self._call.resp_bytes += len(data)
-        return data
-
-    def close(self):
-        return self._raw.close()
-
-    def __getattr__(self, name):
-        return getattr(self._raw, name)
-
-
-class CountingWriterSource:
-    """A file object the library reads to *upload* (FTP STOR): reads counted into ``req_bytes``."""
-
-    __slots__ = ("_raw", "_call")
-
-    def __init__(self, raw, call) -> None:
-        self._raw = raw
-        self._call = call
-
-    def read(self, *args):
-        data = self._raw.read(*args)
-        self._call.req_bytes += len(data)
-        return data
-
-    def readline(self, *args):
-        data = self._raw.readline(*args)
-        self._call.req_bytes += len(data)
-        return data
-
-    def __getattr__(self, name):
-        return getattr(self._raw, name)
-
-
 def split_host_port(host, port, default_port):
     """smtplib's own rule: ``host:port`` in ``host`` when no port is given."""
     try:

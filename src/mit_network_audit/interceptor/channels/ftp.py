@@ -12,8 +12,8 @@ user names and passwords are arguments: never stored.  A 4xx/5xx reply is a prot
 
 from __future__ import annotations
 
+from ..counting import RequestBodyCounter
 from . import _session
-from ._session import CountingWriterSource
 
 NAME = "ftp"
 TARGET = "ftplib"
@@ -80,7 +80,7 @@ def install(patches) -> None:
         def stor(self, cmd, fp, *args, **kwargs):
             session = _session.get(self)
             if session is not None and fp is not None:
-                fp = CountingWriterSource(fp, session.call)
+                fp = RequestBodyCounter(fp, session.call)
             return original(self, cmd, fp, *args, **kwargs)
         return stor
 

@@ -11,8 +11,8 @@ looked at as verbs).
 from __future__ import annotations
 
 from .. import capture
+from ..counting import ResponseCounter
 from . import _session
-from ._session import CountingReader
 
 NAME = "smtp"
 TARGET = "smtplib"
@@ -65,7 +65,7 @@ def install(patches) -> None:
                 return original(self)
             if self.__dict__.get("file") is None and getattr(self, "sock", None) is not None:
                 try:
-                    self.file = CountingReader(self.sock.makefile("rb"), session.call)
+                    self.file = ResponseCounter(self.sock.makefile("rb"), session.call)
                 except Exception:
                     capture.counters["errors.capture"] += 1
             result = _session.run(session, original, self)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .. import capture
 from ..attribution import Owner
+from ..counting import RequestBodyCounter
 
 NAME = "wsgi"
 
@@ -13,37 +14,6 @@ NAME = "wsgi"
 def _owner_of(app, app_name: str | None) -> Owner:
     name = app_name or (getattr(app, "__module__", None) or "app").split(".", 1)[0]
     return Owner(name, None, f"{name}:0 in {getattr(app, '__name__', type(app).__name__)}", ())
-
-
-class _CountingInput:
-    __slots__ = ("_raw", "_call")
-
-    def __init__(self, raw, call) -> None:
-        self._raw = raw
-        self._call = call
-
-    def read(self, *args):
-        data = self._raw.read(*args)
-        self._call.req_bytes += len(data)
-        return data
-
-    def readline(self, *args):
-        data = self._raw.readline(*args)
-        self._call.req_bytes += len(data)
-        return data
-
-    def readlines(self, *args):
-        lines = self._raw.readlines(*args)
-        self._call.req_bytes += sum(len(x) for x in lines)
-        return lines
-
-    def __iter__(self):
-        for line in self._raw:
-            self._call.req_bytes += len(line)
-            yield line
-
-    def __getattr__(self, name):
-        return getattr(self._raw, name)
 
 
 class _ClosingIterable:
@@ -85,7 +55,7 @@ class AuditWSGIMiddleware:
             return self.app(environ, start_response)
         try:
             if "wsgi.input" in environ:
-                environ["wsgi.input"] = _CountingInput(environ["wsgi.input"], call)
+                environ["wsgi.input"] = RequestBodyCounter(environ["wsgi.input"], call)
         except Exception:
             capture.counters["errors.capture"] += 1
 
