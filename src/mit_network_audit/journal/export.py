@@ -89,11 +89,9 @@ def _manifest_body(origin: str, files: dict[str, bytes]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export_bundle(store, out: str, *, since_us: int | None = None, until_us: int | None = None,
-                  key: SigningKey | None = None, verifier: Verifier | None = None,
-                  witness_path: str | None = None) -> dict:
-    """Write a bundle for the rows logged in [since, until).  Signs a fresh checkpoint when the rows
-    are newer than the newest one and the key is at hand; otherwise exports only what is covered."""
+def _keys(key: SigningKey | None, verifier: Verifier | None) -> tuple[SigningKey | None, Verifier]:
+    """The signing key when configured (it may sign a fresh checkpoint) and a verifier: the one
+    given, the key's, or the configured public key; no key at all is an error that says what to do."""
     if key is None:
         try:
             key = load_signing_key()
@@ -102,6 +100,15 @@ def export_bundle(store, out: str, *, since_us: int | None = None, until_us: int
     verifier = verifier or (key.verifier if key else load_verifier())
     if verifier is None:
         raise BundleError("no signing or public key configured: run `mit-network-audit keys init` first")
+    return key, verifier
+
+
+def export_bundle(store, out: str, *, since_us: int | None = None, until_us: int | None = None,
+                  key: SigningKey | None = None, verifier: Verifier | None = None,
+                  witness_path: str | None = None) -> dict:
+    """Write a bundle for the rows logged in [since, until).  Signs a fresh checkpoint when the rows
+    are newer than the newest one and the key is at hand; otherwise exports only what is covered."""
+    key, verifier = _keys(key, verifier)
     span = _seq_range(store, since_us, until_us)
     if span is None:
         raise BundleError("no rows in that period")
@@ -311,14 +318,7 @@ def _verify_files(files: dict[str, bytes], public_key: str | None, res: BundleRe
 def prove(store, seq: int, *, key: SigningKey | None = None, verifier: Verifier | None = None,
           witness_path: str | None = None) -> dict:
     """One row with its RFC 9162 inclusion proof against the newest checkpoint covering it."""
-    if key is None:
-        try:
-            key = load_signing_key()
-        except KeyProblem:
-            key = None
-    verifier = verifier or (key.verifier if key else load_verifier())
-    if verifier is None:
-        raise BundleError("no signing or public key configured: run `mit-network-audit keys init` first")
+    key, verifier = _keys(key, verifier)
     row = store.get(seq)
     if row is None:
         raise BundleError(f"no row {seq} (removed by the retention vacuum, or not written yet)")
