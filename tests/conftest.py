@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -13,8 +12,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))  # the throwaway third-party package acme_connector
 
 import mit_network_audit as mna  # noqa: E402
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+from pg_support import PG_ADMIN, scratch_database  # noqa: E402,F401  (PG_ADMIN: re-exported for tests)
 
 
 class EchoHandler(BaseHTTPRequestHandler):
@@ -111,16 +109,10 @@ def sqlite_dsn(tmp_path):
 
 @pytest.fixture
 def pg_dsn():
-    psycopg = pytest.importorskip("psycopg")
-    name = f"mna_test_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {exc}")
-    admin.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
+    with scratch_database() as dsn:
+        if dsn is None:
+            pytest.skip("PostgreSQL (or psycopg) not available on 127.0.0.1:5432")
+        yield dsn
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -38,7 +38,6 @@ from mit_network_audit.report.trust import build_report
 from mit_network_audit.runner import forensic_boot
 
 CLI = [sys.executable, "-m", "mit_network_audit.cli"]
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 # -- loopback servers ------------------------------------------------------------------------------
@@ -188,17 +187,8 @@ class PgWal:
 
 # -- fixtures ---------------------------------------------------------------------------------------
 @pytest.fixture
-def h2_pg():
-    psycopg = pytest.importorskip("psycopg")
-    name = f"mna_h2_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {exc}")
-    admin.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
+def h2_pg(pg_dsn):
+    return pg_dsn
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from mit_network_audit.interceptor.event import BOOL_FIELDS, FIELD_NAMES, INT_FIELDS, LIST_FIELDS, NetEvent
 from mit_network_audit.journal import open_store
 from mit_network_audit.journal.verify import verify
+from pg_support import scratch_database
 
 N = 12
 TAMPERABLE = (*FIELD_NAMES, "leaf_hash", "prev_hash", "row_hash")
@@ -60,22 +61,13 @@ def journal(request, tmp_path_factory):
     if request.param == "sqlite":
         yield Journal(f"sqlite:///{tmp_path_factory.mktemp('tamper')}/j.db")
         return
-    import uuid
-
-    from conftest import PG_ADMIN
-
-    name = f"mna_journal_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    admin.execute(f"CREATE DATABASE {name}")
-    j = Journal(f"postgresql://postgres@127.0.0.1:5432/{name}")
-    yield j
-    j.store.close()
-    j.conn.close()
-    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
+    with scratch_database("mna_journal") as dsn:
+        if dsn is None:
+            pytest.skip("PostgreSQL (or psycopg) not available on 127.0.0.1:5432")
+        j = Journal(dsn)
+        yield j
+        j.store.close()
+        j.conn.close()
 
 
 def altered(column, old, data):

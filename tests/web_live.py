@@ -14,6 +14,7 @@ import uvicorn
 from mit_network_audit.journal import open_store
 from mit_network_audit.web.auth import Accounts
 from mit_network_audit.web.server import create_dashboard
+from pg_support import scratch_database
 from web_support import PASSWORD, ROLES, free_port
 from web_support import LiveServer as _CoreServer
 
@@ -63,22 +64,6 @@ def signing_env(directory: str):
                 os.environ[k] = v
 
 
-@contextmanager
 def pg_database():
-    """A throwaway PostgreSQL database (mna_web_<random>) on 127.0.0.1:5432; yields its DSN or None."""
-    import uuid
-
-    try:
-        import psycopg
-
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3)
-    except Exception:  # no driver or no server: the caller skips
-        yield None
-        return
-    name = f"mna_web_{uuid.uuid4().hex[:10]}"
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+    """A throwaway PostgreSQL database (mna_web_<random>); yields its DSN or None."""
+    return scratch_database("mna_web")
