@@ -267,7 +267,7 @@ def build_report(
                 ),
             )
         )
-    lines += _process_health(store, since_us, now_us)
+    lines += _process_health(store, since_us, now_us, settings_changed=any(g["method"] == "settings" for g in internal))
     # a process spawned without any host in its arguments is not a network destination
     unknown = [
         g for g in groups if g["dest_class"] == "unknown" and g["direction"] == "outbound" and g["host"]
@@ -349,7 +349,7 @@ def _checkpoint_freshness(store, now_us: int, stale_after_us: int | None = None)
     ]
 
 
-def _process_health(store, since_us: int, now_us: int) -> list[Line]:
+def _process_health(store, since_us: int, now_us: int, *, settings_changed: bool = False) -> list[Line]:
     p = _p(store)
     rows = store.execute_raw(
         f"SELECT hostname, pid, last_us, last_kind, detail, last_seq FROM mna_rollup_process WHERE last_us >= {p}",
@@ -376,17 +376,53 @@ def _process_health(store, since_us: int, now_us: int) -> list[Line]:
                 [s for _, _, s in silent[:20]],
             )
         )
-    if disabled:
-        lines.append(
-            Line(
-                "review",
-                "channels_disabled",
-                f"capture is incomplete: channel(s) {', '.join(sorted(disabled))} disabled",
-                len(disabled),
-                sorted({s for v in disabled.values() for s in v})[:20],
-            )
-        )
+    lines += _disabled_channels(store, since_us, disabled, settings_changed)
     return lines
+
+
+def _disabled_channels(store, since_us: int, by_process: dict, settings_changed: bool) -> list[Line]:
+    """One ``channels_disabled`` line from every source that can say a channel was not captured:
+    the processes' health rows (their channels disabled at their last row), the live setting
+    ``capture.disabled_channels`` now, and the settings rows of the period that disabled or
+    re-enabled one (the channel was off for part of the period)."""
+    from ..journal import settings as journal_settings
+
+    disabled = {ch: list(seqs) for ch, seqs in by_process.items()}
+    now: list[str] = []
+    try:
+        now = list(journal_settings.get_settings(store).get("capture.disabled_channels") or ())
+    except Exception:  # a journal without a meta table: nothing set
+        now = []
+    for ch in now:
+        disabled.setdefault(ch, [])
+    changed: list[str] = []
+    if settings_changed:
+        for change in journal_settings.changes_in(store, since_us, key="capture.disabled_channels"):
+            for value in (change.get("old"), change.get("new")):
+                for ch in (value or "").split(","):
+                    if ch.strip():
+                        disabled.setdefault(ch.strip(), []).append(change["seq"])
+                        if ch.strip() not in changed:
+                            changed.append(ch.strip())
+    if not disabled:
+        return []
+    parts = [f"capture is incomplete: channel(s) {', '.join(sorted(disabled))} disabled"]
+    if now:
+        parts.append(f"now disabled by the setting capture.disabled_channels: {', '.join(now)}")
+    elif changed:
+        parts.append("during part of the period (capture.disabled_channels changed; see the settings rows)")
+    return [
+        Line(
+            "review",
+            "channels_disabled",
+            "; ".join(parts),
+            len(disabled),
+            sorted({s for v in disabled.values() for s in v})[:20],
+            {"now": sorted(now), "changed_in_period": sorted(changed)},
+        )
+    ]
+
+
 
 
 def _summary(groups: list[dict]) -> dict:

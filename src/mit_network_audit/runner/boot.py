@@ -1,7 +1,8 @@
 """Start auditing this process from environment variables set by ``mit-network-audit run``.
 
     MNA_DB        journal DSN (required)
-    MNA_DISABLE   comma list of channels not to record (e.g. ``socket,smtp``)
+    MNA_DISABLE   comma list of channels not to record (e.g. ``socket,smtp``), on top of the
+                  journal's live setting ``capture.disabled_channels`` (see runner/live_settings.py)
     MNA_HEARTBEAT seconds between heartbeat rows (default 60; 0 = off)
 """
 
@@ -17,7 +18,7 @@ from .. import interceptor
 from ..interceptor import capture
 from ..interceptor.event import internal_event
 from ..journal.sink import BatchingSink
-from . import forensic_boot
+from . import forensic_boot, live_settings
 
 _started = {"pid": None}
 
@@ -38,6 +39,8 @@ def start(dsn: str, disabled_channels=(), heartbeat_seconds: float = 60.0) -> Ba
     """Install the interceptor with a journal sink; emit a start row and heartbeats."""
     sink = BatchingSink(dsn)
     interceptor.install(sink=sink, classifier=classifier_or_none(), disabled_channels=disabled_channels)
+    live_settings.start(dsn)  # the journal's settings: read now, then followed live (never raises)
+    live_settings.follow_disabled_channels(disabled_channels)  # capture.disabled_channels, live
     forensic_boot.start(dsn)  # the body tap, only while forensic capture is switched on (never raises)
     _started["pid"] = os.getpid()
     capture.emit(internal_event("start", detail=_health_detail()))

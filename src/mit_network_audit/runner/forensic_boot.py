@@ -1,8 +1,9 @@
 """Forensic body capture inside an audited process: install the body tap only while it is switched on.
 
-``start(dsn)`` reads the settings once (``forensic.enabled``, scope, size cap) and subscribes to live
-changes (``runner.live_settings.on_change``) when that hook exists, so an officer's switch reaches a
-running process without a restart.  While capture is off, ``capture.runtime.body_tap`` stays None:
+``start(dsn)`` follows the settings (``forensic.enabled``, scope, size cap) through
+``runner.live_settings`` (read now, then ``on_change``), so an officer's switch reaches a running
+process within the live-settings poll period (``$MNA_SETTINGS_POLL_S``, default 2 s) without a
+restart.  While capture is off, ``capture.runtime.body_tap`` stays None:
 the interceptor's hot path pays one attribute read and nothing else.  Everything here is fail-open
 for the audited program: a failure is counted in ``capture.stats()`` and capture stays off.
 """
@@ -15,7 +16,7 @@ import threading
 from ..interceptor import capture
 
 _state: dict = {"dsn": None, "tap": None, "writer": None, "pid": None, "subscribed": False, "poller": None}
-POLL_ENV = "MNA_FORENSIC_POLL"  # seconds between settings reads when runner.live_settings is absent
+POLL_ENV = "MNA_FORENSIC_POLL"  # fallback poller's period, only when runner.live_settings cannot read
 _lock = threading.RLock()
 _poll_wake = threading.Event()
 
@@ -72,27 +73,37 @@ def _apply(settings: dict) -> None:
 
 
 def start(dsn: str) -> None:
-    """Called by ``boot.start`` after the interceptor is installed.  Never raises."""
+    """Called by ``boot.start`` after the interceptor is installed.  Never raises.
+
+    Follows the settings through ``runner.live_settings`` (one poller per process, which also
+    applies disabled channels): ``live_settings.start(dsn)`` reads them now and ``on_change(apply)``
+    hands them to ``apply`` at once and at every later change.  Without that module, or if it fails,
+    a read here and the fallback poller (``$MNA_FORENSIC_POLL`` seconds) do the same."""
     _state["dsn"] = dsn
     _state["scope"] = None
     _state["sink"] = capture.runtime.sink  # the poller follows this installation only
     try:
+        from . import live_settings
+    except ImportError:
+        live_settings = None
+    if live_settings is not None:
+        try:
+            live_settings.start(dsn)
+            settings = live_settings.current()
+            if settings is not None:
+                if not _state["subscribed"]:
+                    live_settings.on_change(apply)  # applies the current settings now, then each change
+                    _state["subscribed"] = True
+                elif _state["scope"] is None:  # not applied yet by the read above (settings unchanged)
+                    apply(settings)
+                return
+        except Exception:
+            capture.counters["errors.forensic_boot"] += 1
+    try:
         apply(_read_settings(dsn))
     except Exception:
         capture.counters["errors.forensic_boot"] += 1
-    if not _state["subscribed"]:
-        try:
-            from . import live_settings
-        except ImportError:
-            live_settings = None
-        if live_settings is None:
-            _start_poller(float(os.environ.get(POLL_ENV, "5") or 0))
-            return
-        try:
-            live_settings.on_change(apply)
-            _state["subscribed"] = True
-        except Exception:
-            capture.counters["errors.forensic_boot"] += 1
+    _start_poller(float(os.environ.get(POLL_ENV, "5") or 0))
 
 
 def _start_poller(interval: float) -> None:
