@@ -176,6 +176,13 @@ def _ddl(pg: bool) -> list[str]:
     return out
 
 
+def _has_checkpoint_tables(store) -> bool:
+    if _pg(store):
+        return bool(store.execute_raw("SELECT to_regclass('mna_checkpoints') IS NOT NULL")[0][0])
+    return bool(store.execute_raw("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                                  "AND name = 'mna_checkpoints'")[0][0])
+
+
 def ensure_tables(store) -> None:
     if getattr(store, "_mna_trust_tables", False):
         return
@@ -201,7 +208,10 @@ def transaction(store):
                 yield
                 store.conn.execute("COMMIT")
             except BaseException:
-                store.conn.execute("ROLLBACK")
+                # SQLite may already have rolled back (SQLITE_FULL, SQLITE_IOERR): a second ROLLBACK
+                # would raise "no transaction is active" and hide the real error.
+                if store.conn.in_transaction:
+                    store.conn.execute("ROLLBACK")
                 raise
 
 
@@ -580,7 +590,16 @@ def verify_trust(store, *, verifier: Verifier | None = None, witness_path: str |
                  key_path: str | None = None, stale_after_s: int = 86_400) -> list[dict]:
     """Checks of the journal against its signed checkpoints.  Each item: name, ok, level
     (ok | review | alarm), message.  ``ok`` is False only for an alarm."""
-    ensure_tables(store)
+    try:
+        ensure_tables(store)
+    except Exception:
+        # verify only reads: on a full disk or a read-only file the (empty) tables cannot be created;
+        # a journal that has never been checkpointed has nothing more to check here.
+        if not _has_checkpoint_tables(store):
+            return [_check("checkpoints", True, "no checkpoint tables in this journal (and none could be "
+                           "created: disk full or read-only): a truncated tail or a full rewrite cannot be "
+                           "detected", "review")]
+        raise
     witness_path = witness_path or default_witness_path(store, key_path)
     records = read_witness(witness_path)
     pinned_from_witness = False

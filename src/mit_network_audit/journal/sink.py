@@ -5,6 +5,17 @@
 in memory up to ``buffer_limit`` rows and are retried; whatever cannot be kept (a full queue, or
 a buffer past its bound) is counted, and an ``internal`` gap row with the exact number lost is
 written as soon as writing works again: loss is never silent.
+
+A full disk under a SQLite journal is an outage like any other (the batch stays buffered, the
+store's transaction is rolled back).  If the process exits while the journal still cannot be
+written, the exit flush writes one last gap row through the store's reserve (a small file kept
+next to the journal and released for exactly this), and if even that fails it says so on stderr.
+
+Fork safety: a fork taken while the writer thread is inside SQLite leaves the child with SQLite's
+process-wide lock state (and possibly a mutex) of a transaction that will never end there; the
+child's own writer then blocks forever in ``BEGIN IMMEDIATE``.  So ``os.fork`` waits for the
+writer's write lock (held around every open/append/close of the store), the child gets a new lock
+and drops the inherited connection without closing it through SQLite, and opens its own.
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import sys
 import threading
 import time
 import weakref
@@ -49,14 +61,17 @@ class BatchingSink:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._start_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # held around the store's use; os.fork waits for it
+        self._lost_lock = threading.Lock()  # the lost count is bumped by emitters and the writer
+        self._lost_internal = 0  # of those lost, how many were the auditor's own internal rows
+        self._unwritable = "database_unreachable"  # the reason of the last failed write
 
     # -- the Sink protocol ---------------------------------------------------------------------
     def emit(self, event: NetEvent) -> None:
         if self._pid != os.getpid():
             self._after_fork()
         if len(self._queue) >= self.queue_limit:
-            self._lost += 1  # racy by design (GIL-atomic enough); counted, reported as a gap row
-            self._lost_reasons.add("queue_full")
+            self._count_lost(1, "queue_full", event.direction == "internal")
             return
         self._queue.append(event)
         self.counters["queued"] += 1
@@ -79,17 +94,83 @@ class BatchingSink:
         return True
 
     def close(self, timeout: float = 10.0) -> None:
-        self.flush(timeout)
+        if not self.flush(timeout):
+            self._last_gap_row()
         self._stop = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
         if self._store is not None and self.dsn is not None:
-            try:
-                self._store.close()
-            except Exception:
-                pass
-            self._store = None
+            with self._write_lock:
+                try:
+                    self._store.close()
+                except Exception:
+                    pass
+                self._store = None
+
+    def _count_lost(self, n: int, reason: str, internal: bool | int = 0) -> None:
+        with self._lost_lock:
+            self._lost += n
+            self._lost_internal += int(internal)
+            self._lost_reasons.add(reason)
+
+    def _take_lost(self) -> tuple[int, int, list[str]]:
+        with self._lost_lock:
+            out = (self._lost, self._lost_internal, sorted(self._lost_reasons))
+            self._lost, self._lost_internal, self._lost_reasons = 0, 0, set()
+        return out
+
+    @staticmethod
+    def _gap_event(lost: int, internal: int, reasons: list[str]) -> NetEvent:
+        info = {"lost": lost, "reasons": reasons}
+        if internal:
+            info["lost_internal"] = internal  # of ``lost``, the auditor's own rows (start/stop/heartbeat)
+        return internal_event("gap", detail=json.dumps(info, sort_keys=True))
+
+    def _last_gap_row(self) -> None:
+        """The exit flush could not write everything (journal unreachable, disk full): stop the
+        writer, count everything still held as lost and write one gap row saying so, through the
+        store's reserve if the disk is full.  If that fails too, say it on stderr: never silent."""
+        if self._pid != os.getpid():
+            return
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(2 * self.retry_interval + 2)
+            if self._thread.is_alive():  # still inside a write (e.g. a long busy wait): leave it
+                sys.stderr.write("mit-network-audit: journal writer still busy at exit; "
+                                 f"{len(self._queue) + len(self._pending) + self._lost} events may be lost\n")
+                return
+        held = list(self._pending) + list(self._queue)
+        self._pending.clear()
+        self._queue.clear()
+        if held:
+            self._count_lost(len(held), "unwritable_at_exit", sum(e.direction == "internal" for e in held))
+        lost, internal, reasons = self._take_lost()
+        if not lost:
+            return
+        gap = self._gap_event(lost, internal, reasons)
+        error = None
+        with self._write_lock, capture.suppressed():
+            for use_reserve in (False, True):
+                try:
+                    # Free the reserve first, then (re)open: opening a WAL journal may itself need
+                    # room (its -shm file).  The open connection is kept between the two tries.
+                    if use_reserve and not _release_reserve(self.dsn, self._store):
+                        break
+                    self._open().append([gap])
+                except Exception as exc:
+                    error = exc
+                    if _unwritable_reason(exc) == "database_unreachable":
+                        self._store_broken()
+                    continue
+                self.counters["gap_rows"] += 1
+                self.counters["lost"] += lost
+                return
+        self.counters["lost_unrecorded"] = self.counters.get("lost_unrecorded", 0) + lost
+        sys.stderr.write(f"mit-network-audit: {lost} events could not be written to the journal "
+                         f"({', '.join(reasons)}; last error: {type(error).__name__}: {error}); "
+                         "no gap row could be written either\n")
 
     @property
     def store(self):
@@ -103,8 +184,12 @@ class BatchingSink:
                 self._thread.start()
 
     def _after_fork(self) -> None:
-        # The child must not share the parent's connection or thread: start afresh, lazily.
+        # The child must not share the parent's connection or thread: start afresh, lazily.  The
+        # inherited connection is kept alive, never closed: closing it through SQLite in the child
+        # would act on lock state that belongs to the parent.
         if self.dsn is not None:
+            if self._store is not None:
+                _inherited.append(self._store)
             self._store = None
         # The parent's counts are the parent's: the child reports only what it queued and wrote.
         self.counters = dict.fromkeys(self.counters, 0)
@@ -134,23 +219,27 @@ class BatchingSink:
             batch = self._pending[: self.batch_size]
             gap = None
             if self._lost:
-                lost, self._lost = self._lost, 0
-                reasons, self._lost_reasons = sorted(self._lost_reasons), set()
-                gap = (lost, reasons)
-                batch = [internal_event("gap", detail=json.dumps({"lost": lost, "reasons": reasons},
-                                                                 sort_keys=True)), *batch]
-            try:
-                self._open().append(batch)
-            except Exception:
+                gap = self._take_lost()
+                batch = [self._gap_event(*gap), *batch]
+            with self._write_lock:
+                try:
+                    self._open().append(batch)
+                    failed = None
+                except Exception as exc:
+                    failed = exc
+                    if _unwritable_reason(exc) != "disk_full":  # a full disk leaves the connection sound
+                        self._store_broken()
+            if failed is not None:
                 self.counters["write_errors"] += 1
-                if gap is not None:
-                    self._lost += gap[0]
-                    self._lost_reasons.update(gap[1])
-                self._store_broken()
+                self._unwritable = _unwritable_reason(failed)
+                if gap is not None:  # not written: put the count back (new losses may have come meanwhile)
+                    with self._lost_lock:
+                        self._lost += gap[0]
+                        self._lost_internal += gap[1]
+                        self._lost_reasons.update(gap[2])
                 time.sleep(self.retry_interval)
-                if self._stop and self._pid == os.getpid():
-                    pass
                 return
+            self._unwritable = "database_unreachable"
             written = len(batch) - (1 if gap else 0)
             del self._pending[:written]
             self.counters["written"] += written
@@ -164,10 +253,11 @@ class BatchingSink:
             pending.append(queue.popleft())
         if queue and len(pending) >= self.buffer_limit and len(queue) >= self.queue_limit:
             # Outage beyond the buffer bound: drop the oldest queued events, counted exactly.
+            dropped = internal = 0
             while len(queue) > self.queue_limit // 2:
-                queue.popleft()
-                self._lost += 1
-            self._lost_reasons.add("database_unreachable")
+                internal += queue.popleft().direction == "internal"
+                dropped += 1
+            self._count_lost(dropped, self._unwritable, internal)
 
     def _store_broken(self) -> None:
         if self.dsn is None:
@@ -180,7 +270,61 @@ class BatchingSink:
         self._store = None
 
 
+def _unwritable_reason(exc: BaseException) -> str:
+    """Why a write failed, as a gap row's reason: ``disk_full`` (SQLITE_FULL, ENOSPC, EDQUOT),
+    ``disk_io_error`` (SQLITE_IOERR*), else ``database_unreachable``."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk_full"
+    code = getattr(exc, "sqlite_errorcode", None) if isinstance(exc, sqlite3.Error) else None
+    if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:
+        return "disk_full"
+    if code is not None and code & 0xFF == sqlite3.SQLITE_IOERR:
+        return "disk_io_error"
+    return "database_unreachable"
+
+
+def _release_reserve(dsn: str | None, store) -> bool:
+    release = getattr(store, "release_reserve", None)
+    if release is not None:
+        return release()
+    from . import is_postgres
+
+    if not dsn or is_postgres(dsn):
+        return False
+    from .sqlite import path_from_dsn, release_reserve
+
+    return release_reserve(path_from_dsn(dsn))
+
+
+_inherited: list = []  # stores inherited across fork: never closed in the child (see _after_fork)
+_held_at_fork: list = []
+FORK_WAIT_S = 30.0  # longer than SQLite's busy timeout: a writer waiting for another process's lock
+
+
+def _before_fork() -> None:
+    """Let no fork happen while a writer is inside its store (the child would inherit SQLite's
+    lock state mid-transaction).  Bounded: a writer stuck longer than FORK_WAIT_S is not waited for."""
+    for sink in list(_live_sinks):
+        try:
+            if sink._pid == os.getpid() and sink._write_lock.acquire(timeout=FORK_WAIT_S):
+                _held_at_fork.append(sink)
+        except Exception:
+            pass
+
+
+def _after_fork_in_parent() -> None:
+    while _held_at_fork:
+        try:
+            _held_at_fork.pop()._write_lock.release()
+        except Exception:
+            pass
+
+
 def _reset_in_child() -> None:
+    _held_at_fork.clear()  # _after_fork gives every sink a fresh (unlocked) write lock
     for sink in list(_live_sinks):
         try:
             sink._after_fork()
@@ -188,15 +332,21 @@ def _reset_in_child() -> None:
             pass
 
 
-os.register_at_fork(after_in_child=_reset_in_child)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_reset_in_child)
+
+
+def flush_all(timeout: float = 5.0) -> None:
+    """Finish pending calls and write everything this process's sinks hold (at exit, or before the
+    process dies by a signal); whatever cannot be written ends as an exact gap row (or on stderr)."""
+    capture.finish_pending()
+    for sink in list(_live_sinks):
+        try:
+            if sink._pid == os.getpid() and not sink.flush(timeout=timeout):
+                sink._last_gap_row()
+        except Exception as exc:
+            sys.stderr.write(f"mit-network-audit: final journal flush failed: {type(exc).__name__}: {exc}\n")
 
 
 @atexit.register
 def _flush_all_at_exit() -> None:
-    capture.finish_pending()
-    for sink in list(_live_sinks):
-        try:
-            if sink._pid == os.getpid():
-                sink.flush(timeout=5.0)
-        except Exception:
-            pass
+    flush_all(5.0)

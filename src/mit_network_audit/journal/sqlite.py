@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -45,6 +46,18 @@ _INSERT = (f"INSERT INTO {schema.TABLE} ({schema.SELECT_LIST}) VALUES "
            f"({', '.join('?' for _ in schema.COLUMNS)})")
 
 
+RESERVE_SUFFIX = ".mna-reserve"
+RESERVE_BYTES = 1 << 20  # a few hundred rows of WAL frames: enough for the gap row a full disk needs
+
+
+def release_reserve(path: str) -> bool:
+    try:
+        os.unlink(path + RESERVE_SUFFIX)
+        return True
+    except OSError:
+        return False
+
+
 def path_from_dsn(dsn: str) -> str:
     if dsn.startswith("sqlite:///"):
         return dsn[len("sqlite:///") - 1:] if dsn.startswith("sqlite:////") else dsn[len("sqlite:///"):]
@@ -66,11 +79,32 @@ class SQLiteStore:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
         self._lock = threading.RLock()
-        self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        self._reserve_checked = False
+        self.read_only = False
+        try:
+            self.conn = self._connect(timeout)
+        except sqlite3.OperationalError:
+            # A reader (verify, log) on a full disk: WAL mode needs to create the -shm file and cannot.
+            # With no WAL content pending (no -wal file, or an empty one) the main file is the whole
+            # journal: read it as immutable, which needs no -shm.
+            wal = self.path + "-wal"
+            if create or (os.path.exists(wal) and os.path.getsize(wal) > 0):
+                raise
+            uri = "file:/" + urllib.parse.quote(os.path.abspath(self.path).lstrip("/")) + "?immutable=1"
+            self.conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            self.read_only = True
         self._migrate()
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _migrate(self) -> None:
         with self._lock:
@@ -87,7 +121,8 @@ class SQLiteStore:
                     self.conn.execute("PRAGMA user_version = 1")
                 self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
                 raise
 
     # -- writing ---------------------------------------------------------------------------------
@@ -106,12 +141,58 @@ class SQLiteStore:
                 conn.executemany(_INSERT, params)
                 conn.execute("COMMIT")
             except BaseException:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+                # On SQLITE_FULL / SQLITE_IOERR SQLite may have rolled the transaction back itself.
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
                 raise
+        if not self._reserve_checked:
+            self._reserve_checked = True
+            self.ensure_reserve()
         return [JournalRow(r[0], e, r[-3], r[-2], r[-1]) for r, e in zip(params, events, strict=True)]
+
+    # -- the reserve: room for one last gap row on a full disk ------------------------------------
+    @property
+    def reserve_path(self) -> str | None:
+        if self.path in ("", ":memory:") or self.path.startswith("file:"):
+            return None
+        return self.path + RESERVE_SUFFIX
+
+    def ensure_reserve(self) -> bool:
+        """Keep RESERVE_BYTES allocated next to the journal (after the first successful write of
+        this connection).  Never raises; False when it cannot be made (no space, read-only)."""
+        path = self.reserve_path
+        if path is None:
+            return False
+        if os.path.exists(path):
+            return True
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError:
+            return False
+        try:
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
+            return True
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            return False
+
+    def release_reserve(self) -> bool:
+        """Free the reserve (the disk is full and one last row must be written).  True if freed."""
+        if self.reserve_path is None or not release_reserve(self.path):
+            return False
+        self._reserve_checked = False  # made again after the next successful write, space allowing
+        return True
 
     # -- reading ---------------------------------------------------------------------------------
     def _query(self, sql: str, params: Iterable = ()) -> list:

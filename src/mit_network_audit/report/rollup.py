@@ -67,7 +67,8 @@ def _transaction(store):
                 yield
                 store.conn.execute("COMMIT")
             except BaseException:
-                store.conn.execute("ROLLBACK")
+                if store.conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+                    store.conn.execute("ROLLBACK")
                 raise
 
 
