@@ -53,10 +53,22 @@ def run(dsn, disable, command):
     if argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable  # the interpreter that has the auditor installed
     try:
-        completed = subprocess.run(argv, env=audited_env(dsn, disable))
+        proc = subprocess.Popen(argv, env=audited_env(dsn, disable))
     except FileNotFoundError:
         click.echo(f"error: command not found: {argv[0]}", err=True)
         sys.exit(127)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    sys.exit(completed.returncode)
+    sys.exit(_wait(proc))
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    """Wait for the program as a shell does.  A Ctrl-C reaches the program itself (same process
+    group); the program decides how to end, and its at-exit journal flush must not be cut short
+    (``subprocess.run`` would SIGKILL it 0.25 s after the interrupt).  Only a third Ctrl-C kills it."""
+    interrupts = 0
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            interrupts += 1
+            if interrupts >= 3:
+                proc.kill()

@@ -11,13 +11,14 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import signal
 import threading
 import time
 
 from .. import interceptor
 from ..interceptor import capture
 from ..interceptor.event import internal_event
-from ..journal.sink import BatchingSink
+from ..journal.sink import BatchingSink, flush_all
 from . import forensic_boot, live_settings
 
 _started = {"pid": None}
@@ -47,12 +48,43 @@ def start(dsn: str, disabled_channels=(), heartbeat_seconds: float = 60.0) -> Ba
     if heartbeat_seconds > 0:
         _start_heartbeat(heartbeat_seconds)
     atexit.register(_stop_row)  # runs before the sink's own at-exit flush (registered earlier)
+    _install_sigterm_flush()
     return sink
 
 
 def _stop_row() -> None:
-    if capture.runtime.active and _started["pid"] == os.getpid():
+    if capture.runtime.active and _started["pid"] == os.getpid() and not _started.get("stopped"):
+        _started["stopped"] = True
         capture.emit(internal_event("stop", detail=_health_detail()))
+
+
+def _install_sigterm_flush() -> None:
+    """A process killed by SIGTERM runs no ``atexit``: no stop row, and the rows still queued are
+    lost.  Servers that handle SIGTERM themselves and then re-raise it with the previous handler
+    restored (uvicorn does, after its graceful shutdown) end the same way.  So, only where SIGTERM
+    is still at its default: a handler that writes the stop row and flushes the journal, then
+    restores the default and re-raises the signal: the process still dies by SIGTERM, with the same
+    exit status.  A program that installs its own SIGTERM handler (gunicorn's master and workers,
+    Odoo) replaces this one and is not affected."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):
+        pass
+
+
+def _on_sigterm(signum, frame) -> None:
+    try:
+        _stop_row()
+        flush_all(timeout=5.0)
+    except BaseException:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
 
 
 def _health_detail() -> str:
