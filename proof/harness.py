@@ -295,17 +295,24 @@ class Server:
         leaves = [p for p in self.pids() if p not in children]
         return sorted(leaves)
 
-    def stop(self, timeout: float = 90, sig: int | None = None) -> None:
+    def stop(self, timeout: float = 90, sig: int | None = None, app_only: bool = False) -> None:
         """Graceful stop (a signal to the session): servers finish in-flight requests, flush, exit.
 
         gunicorn gets SIGTERM.  uvicorn gets SIGINT by default: after its graceful shutdown uvicorn
         re-raises the signal it caught, and a re-raised SIGTERM kills the process without running
-        atexit -- the auditor's final flush and stop row are skipped (a known bug the suite measures
-        separately: fault.uvicorn_sigterm_stop); a re-raised SIGINT unwinds through atexit."""
+        atexit; the auditor installs its own SIGTERM handler at boot (runner/boot.py) that flushes and
+        writes the stop row before the process dies by the signal: fault.uvicorn_sigterm_stop checks it.
+        ``app_only``: signal only the server processes, not the ``mit-network-audit run`` wrapper (whose
+        exit status then tells how the server ended: 256 - signal when it died by a signal)."""
         if sig is None:
             sig = signal.SIGINT if self.kind == "asgi" else signal.SIGTERM
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
+            if app_only:
+                for pid in self.pids() - {self.proc.pid}:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
+            else:
+                os.killpg(self.proc.pid, sig)
         deadline = time.time() + timeout
         while time.time() < deadline and self.pids():
             self.proc.poll()  # reap the run wrapper as soon as it exits
@@ -435,7 +442,8 @@ def reconcile(server: Server, provider: Provider, dsn: str) -> dict:
                 unexpected += 1
         elif method == "gap":
             info = json.loads(detail or "{}")
-            gap_lost[pid] += int(info.get("lost", 0))
+            # rows of requests lost: the auditor's own internal rows (a stop row) are said apart
+            gap_lost[pid] += int(info.get("lost", 0)) - int(info.get("lost_internal", 0))
             gap_reasons.update(info.get("reasons", []))
         else:
             per[pid][f"internal.{method}"] += 1
@@ -493,6 +501,7 @@ def load_run(
     env: dict | None = None,
     fault=None,
     stop_signal: int | None = None,
+    stop_app_only: bool = False,
 ) -> dict:
     """One load run: provider + server (audited into ``backend`` unless None) + driver (+ a fault
     in a thread while the load runs) + graceful stop + reconciliation."""
@@ -511,11 +520,12 @@ def load_run(
             if thread is not None:
                 thread.join(120)
         finally:
-            server.stop(sig=stop_signal)
+            server.stop(sig=stop_signal, app_only=stop_app_only)
             provider.stop()
         result = {
             "kind": kind,
             "backend": backend or "none",
+            "exit_status": server.proc.returncode,
             "seconds": seconds,
             "load": load,
             "fault": fault_out,
@@ -583,28 +593,30 @@ def fault_kill_worker(after: float = 2.0, count: int = 1):
     return fault
 
 
-def fault_disk_full(mount_dir: str, after: float = 1.0, full_for: float = 3.0):
-    """Fill the tmpfs under the SQLite journal, hold it full, then free the space."""
+def fault_disk_full(mount_dir: str, after: float = 1.0, full_for: float | None = 3.0):
+    """Fill the tmpfs under the SQLite journal, hold it full, then free the space (``full_for=None``:
+    keep it full; the caller frees it after the server has stopped)."""
 
     def fault(server, dsn, out):
         time.sleep(after)
         filler = os.path.join(mount_dir, "filler")
         written = 0
-        with open(filler, "wb") as fh:
-            try:
+        try:  # the journal may already have filled the disk itself: then open() fails, which is fine
+            with open(filler, "wb") as fh:
                 while True:
                     fh.write(b"\0" * 65536)
                     fh.flush()
                     written += 65536
-            except OSError:
-                pass
-        with contextlib.suppress(OSError):
-            fh.close()
+        except OSError:
+            pass
         st = os.statvfs(mount_dir)
         out["free_bytes_when_full"] = st.f_bavail * st.f_frsize
-        time.sleep(full_for)
-        os.unlink(filler)
         out["filler_bytes"] = written
+        if full_for is None:
+            return
+        time.sleep(full_for)
+        with contextlib.suppress(OSError):
+            os.unlink(filler)
 
     return fault
 
@@ -626,15 +638,20 @@ def tmpfs(size: str = "16m"):
             os.rmdir(path)
 
 
-def disk_full_run(kind: str, seconds: float, work: str) -> dict | None:
-    with tmpfs("16m") as mount_dir:
+def disk_full_run(
+    kind: str, seconds: float, work: str, size: str = "64m", free_after: float | None = 3.0
+) -> dict | None:
+    """The journal on a ``size`` tmpfs, filled 1 s into the load: freed ``free_after`` s later, or
+    (None) kept full until the server has stopped -- its exit flush meets a full disk."""
+    with tmpfs(size) as mount_dir:
         if mount_dir is None:
             return None
         provider = Provider()
         dsn = f"sqlite:///{mount_dir}/journal.db"
         server = Server(kind, provider, work, dsn, env={"PROOF_SINK_LIMIT": "300"})
         out: dict = {}
-        thread = threading.Thread(target=fault_disk_full(mount_dir), args=(server, dsn, out), daemon=True)
+        fault = fault_disk_full(mount_dir, full_for=free_after)
+        thread = threading.Thread(target=fault, args=(server, dsn, out), daemon=True)
         thread.start()
         try:
             load = drive(server.url, seconds)
@@ -642,9 +659,14 @@ def disk_full_run(kind: str, seconds: float, work: str) -> dict | None:
         finally:
             server.stop()
             provider.stop()
+        if free_after is None:
+            out["free_bytes_after_stop"] = os.statvfs(mount_dir).f_bavail * os.statvfs(mount_dir).f_frsize
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(mount_dir, "filler"))
         result = {
             "kind": kind,
-            "backend": "sqlite on a 16 MiB tmpfs",
+            "backend": f"sqlite on a {size.upper().replace('M', ' MiB')} tmpfs, "
+            + (f"full for {free_after:g} s" if free_after is not None else "full until the server exited"),
             "seconds": seconds,
             "load": load,
             "fault": out,

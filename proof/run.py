@@ -49,7 +49,28 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="the CI-sized subset")
     ap.add_argument("--only", default="", help="comma list of parts: load,faults,security")
     ap.add_argument("--seconds", type=float, help="load seconds per run (default 60 full / 8 quick)")
+    ap.add_argument(
+        "--select",
+        default="",
+        help="comma list of run-name prefixes to run (e.g. "
+        "fault.sqlite_disk_full,fault.prefork); default: every run of the chosen parts",
+    )
+    ap.add_argument(
+        "--skip",
+        default=os.environ.get("PROOF_SKIP", ""),
+        help="comma list of run-name prefixes not to run, e.g. fault.pg_cluster_restart "
+        "(restarts the shared PostgreSQL cluster); env PROOF_SKIP",
+    )
     args = ap.parse_args(argv)
+    select = [p for p in args.select.split(",") if p]
+    skip = [p for p in args.skip.split(",") if p]
+
+    def want(name: str) -> bool:
+        if any(name.startswith(p) for p in skip):
+            print(f"{name}: skipped (--skip)", flush=True)
+            return False
+        return not select or any(name.startswith(p) for p in select)
+
     quick = args.quick
     secs = args.seconds or (8 if quick else 60)
     fsecs = 8 if quick else 20
@@ -78,6 +99,8 @@ def main(argv=None) -> int:
         if quick:
             combos = [("wsgi", backends[0]), ("asgi", "sqlite")]
         for kind, backend in combos:
+            if not want(f"load.{kind}.{backend}"):
+                continue
             # side by side: baseline, audited, baseline (ratios against the mean of the two baselines)
             base1 = h.load_run(kind, None, secs, work)
             audited = h.load_run(kind, backend, secs, work)
@@ -91,11 +114,12 @@ def main(argv=None) -> int:
             )
             record(f"load.{kind}.{backend}", audited)
     if "faults" in parts:
-        if have_pg:
+        if have_pg and want("fault.pg_terminate_backends"):
             record(
                 "fault.pg_terminate_backends",
                 h.load_run("wsgi", "postgres", fsecs, work, fault=h.fault_terminate_backends()),
             )
+        if have_pg and want("fault.pg_outage_beyond_buffer"):
             record(
                 "fault.pg_outage_beyond_buffer",
                 h.load_run(
@@ -107,49 +131,67 @@ def main(argv=None) -> int:
                     fault=h.fault_outage(seconds=4),
                 ),
             )
-            if not quick:
-                record(
-                    "fault.pg_cluster_restart",
-                    h.load_run("wsgi", "postgres", 30, work, fault=h.fault_pg_restart(after=8)),
-                )
-        r = h.disk_full_run("asgi", fsecs, work)
-        record("fault.sqlite_disk_full", r if r is not None else {"skipped": "tmpfs mount not allowed"})
-        record(
-            "fault.kill9_worker", h.load_run("wsgi", backends[0], fsecs, work, fault=h.fault_kill_worker())
-        )
-        record(
-            "fault.sink_raises",
-            h.load_run("asgi", "sqlite", fsecs, work, env={"PROOF_SINK_RAISE_EVERY": "97"}),
-        )
+        if have_pg and not quick and want("fault.pg_cluster_restart"):
+            record(
+                "fault.pg_cluster_restart",
+                h.load_run("wsgi", "postgres", 30, work, fault=h.fault_pg_restart(after=8)),
+            )
+        if want("fault.sqlite_disk_full_for_3s"):
+            r = h.disk_full_run("asgi", fsecs, work)
+            record(
+                "fault.sqlite_disk_full_for_3s",
+                r if r is not None else {"skipped": "tmpfs mount not allowed"},
+            )
+        if want("fault.sqlite_disk_full_until_exit"):
+            r = h.disk_full_run("asgi", fsecs, work, size="16m", free_after=None)
+            record(
+                "fault.sqlite_disk_full_until_exit",
+                r if r is not None else {"skipped": "tmpfs mount not allowed"},
+            )
+        if want("fault.kill9_worker"):
+            record(
+                "fault.kill9_worker",
+                h.load_run("wsgi", backends[0], fsecs, work, fault=h.fault_kill_worker()),
+            )
+        if want("fault.sink_raises"):
+            record(
+                "fault.sink_raises",
+                h.load_run("asgi", "sqlite", fsecs, work, env={"PROOF_SINK_RAISE_EVERY": "97"}),
+            )
         step_at = time.time_ns() + 4_000_000_000  # ~2 s into the load (the server takes ~2 s to start)
-        record(
-            "fault.clock_steps_back_1h",
-            h.load_run(
-                "asgi",
-                "sqlite",
-                fsecs,
-                work,
-                env={"PROOF_CLOCK_STEP_AT_NS": str(step_at), "PROOF_CLOCK_STEP_S": "-3600"},
-            ),
-        )
+        if want("fault.clock_steps_back_1h"):
+            record(
+                "fault.clock_steps_back_1h",
+                h.load_run(
+                    "asgi",
+                    "sqlite",
+                    fsecs,
+                    work,
+                    env={"PROOF_CLOCK_STEP_AT_NS": str(step_at), "PROOF_CLOCK_STEP_S": "-3600"},
+                ),
+            )
         # uvicorn stopped by SIGTERM (what systemd and docker send): does the last batch reach the journal?
-        runs = [
-            h.load_run("asgi", "sqlite", 3, work, stop_signal=signal.SIGTERM)
-            for _ in range(3 if quick else 10)
-        ]
-        record(
-            f"fault.uvicorn_sigterm_stop_x{len(runs)}",
-            {
-                "runs": len(runs),
-                "exact_runs": sum(r["exact"] for r in runs),
-                "rows_missing": [
-                    r["served"] + r["provider_calls"] - r["inbound_rows"] - r["outbound_rows"] for r in runs
-                ],
-                "stop_rows": [sum(p.get("stop_rows", 0) for p in r["processes"].values()) for r in runs],
-                "verify_ok": all(r["verify_ok"] for r in runs),
-            },
-        )
-        if not quick:  # gunicorn forking while the master's writer is inside SQLite (see docs/reliability.md)
+        if want("fault.uvicorn_sigterm_stop"):
+            runs = [
+                h.load_run("asgi", "sqlite", 3, work, stop_signal=signal.SIGTERM)
+                for _ in range(3 if quick else 10)
+            ]
+            record(
+                f"fault.uvicorn_sigterm_stop_x{len(runs)}",
+                {
+                    "runs": len(runs),
+                    "exact_runs": sum(r["exact"] for r in runs),
+                    "rows_missing": [
+                        r["served"] + r["provider_calls"] - r["inbound_rows"] - r["outbound_rows"]
+                        for r in runs
+                    ],
+                    "stop_rows": [sum(p.get("stop_rows", 0) for p in r["processes"].values()) for r in runs],
+                    "exit_by_sigterm": [r.get("exit_status") == -signal.SIGTERM for r in runs],
+                    "verify_ok": all(r["verify_ok"] for r in runs),
+                },
+            )
+        # gunicorn forking while the master's writer is inside SQLite (see docs/reliability.md)
+        if not quick and want("fault.prefork_sqlite_start"):
             runs = [h.load_run("wsgi", "sqlite", 3, work) for _ in range(10)]
             silent = [
                 pid for r in runs for pid, p in r["processes"].items() if p["served"] and not p["in_rows"]
