@@ -58,9 +58,16 @@ def report(dsn, since, until, fmt, run_verify, catalogues):
 @db_option
 @click.option("--rebuild", is_flag=True, help="drop the rollup and fold the whole journal again")
 @click.option("--check", is_flag=True, help="compare rollup totals with the journal")
-def rollup(dsn, rebuild, check):
+@click.option("--loop", is_flag=True, help="keep rolling up every --interval seconds (a scheduler; Ctrl-C stops)")
+@click.option("--interval", type=float, default=None,
+              help="with --loop: seconds between passes (default: the setting rollup.interval_s, re-read "
+                   "at every pass)")
+def rollup(dsn, rebuild, check, loop, interval):
     """Fold new journal rows into the hourly rollup the reports read."""
     store = open_or_exit(dsn)
+    if loop:
+        _rollup_loop(store, interval)
+        return
     started = time.perf_counter()
     result = (rollup_mod.rebuild if rebuild else rollup_mod.catch_up)(store)
     took = time.perf_counter() - started
@@ -69,6 +76,31 @@ def rollup(dsn, rebuild, check):
         c = rollup_mod.consistency(store)
         click.secho(c["message"], fg="green" if c["ok"] else "red")
         sys.exit(0 if c["ok"] else 1)
+
+
+def _rollup_loop(store, fixed: float | None) -> None:
+    from ..journal import settings as journal_settings
+
+    def interval() -> float:
+        if fixed:
+            return fixed
+        try:
+            return float(journal_settings.get_settings(store)["rollup.interval_s"])
+        except Exception:
+            return 60.0
+
+    every = interval()
+    click.echo(f"rolling up every {every:g} s" + ("" if fixed else " (setting rollup.interval_s)") +
+               " (Ctrl-C to stop)")
+    try:
+        while True:
+            result = rollup_mod.catch_up(store)
+            if result.rows:
+                click.echo(f"rolled up {result.rows:,} rows; watermark at chain_seq {result.watermark}")
+            time.sleep(every)
+            every = interval()
+    except KeyboardInterrupt:
+        pass
 
 
 @click.command()

@@ -12,6 +12,7 @@ import time
 import click
 
 from ..journal import checkpoint as ckpt
+from ..journal import settings as journal_settings
 from ..journal.export import BundleError, export_bundle, prove, verify_bundle
 from ..journal.keys import KeyProblem, default_key_path, init_key, load_signing_key, load_verifier
 from ..journal.vacuum import parse_age, vacuum
@@ -38,6 +39,14 @@ def register(group: click.Group) -> None:
 def _fail(message: str, code: int = 2):
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def _setting(store, key: str, fallback):
+    """A setting's value (journal/settings.py); ``fallback`` if the settings cannot be read."""
+    try:
+        return journal_settings.get_settings(store)[key]
+    except Exception:
+        return fallback
 
 
 def _key(key_path, required=True):
@@ -88,7 +97,9 @@ def keys_show(key_path):
 @key_option
 @witness_option
 @click.option("--every", "every_rows", type=int, default=None, help="With --loop: sign after this many new rows.")
-@click.option("--interval", type=float, default=None, help="With --loop: sign after this many seconds.")
+@click.option("--interval", type=float, default=None,
+              help="With --loop: sign after this many seconds (default: the setting checkpoint.interval_s, "
+                   "re-read at every turn).")
 @click.option("--loop", is_flag=True, help="Keep running and sign every N rows or T seconds (a scheduler).")
 def checkpoint(dsn, key_path, witness, every_rows, interval, loop):
     """Sign a checkpoint of the journal now (or keep signing with --loop)."""
@@ -103,14 +114,18 @@ def checkpoint(dsn, key_path, witness, every_rows, interval, loop):
                        f"{time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(cp.time_s))}")
             click.echo(cp.note, nl=False)
             return
-        every_rows, interval = every_rows or 10_000, interval or 300.0
-        click.echo(f"signing every {every_rows:,} rows or {interval:g} s (Ctrl-C to stop)")
+        every_rows, fixed = every_rows or 10_000, interval
+        interval = fixed or _setting(store, "checkpoint.interval_s", 300)
+        source = "" if fixed else " (setting checkpoint.interval_s)"
+        click.echo(f"signing every {every_rows:,} rows or {interval:g} s{source} (Ctrl-C to stop)")
         while True:
             cp = ckpt.maybe_checkpoint(store, every_rows=every_rows, every_seconds=interval, key=key,
                                        witness_path=witness)
             if cp is not None:
                 click.echo(f"checkpoint at {cp.size:,}")
             time.sleep(min(interval, 5.0))
+            if not fixed:
+                interval = _setting(store, "checkpoint.interval_s", interval)
     except ckpt.TamperDetected as exc:
         _fail(f"refusing to sign: {exc}", 1)
     except ckpt.EmptyJournal as exc:
@@ -187,15 +202,18 @@ def prove_cmd(dsn, key_path, witness, seq):
 @db_option
 @key_option
 @witness_option
-@click.option("--older-than", default="90d", show_default=True, help="Retention window: 90d, 12h, 2w, ...")
+@click.option("--older-than", default=None,
+              help="Retention window: 90d, 12h, 2w, ... (default: the setting retention.days, 90 unless set).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def vacuum_cmd(dsn, key_path, witness, older_than, yes):
     """Remove rows older than the retention window (anchor row, signed checkpoint, guarded delete)."""
+    store = open_or_exit(dsn)
+    if older_than is None:
+        older_than = f"{_setting(store, 'retention.days', 90)}d"
     try:
         seconds = parse_age(older_than)
     except ValueError as exc:
         _fail(str(exc))
-    store = open_or_exit(dsn)
     key = _key(key_path)
     if not yes and sys.stdin.isatty():
         click.confirm(f"remove journal rows logged more than {older_than} ago?", abort=True)

@@ -62,6 +62,8 @@ def _split(raw: Any) -> list[str]:
             items = text.split(",")
     out: list[str] = []
     for item in (i.strip() for i in items):
+        if any(ord(c) < 32 or ord(c) == 127 for c in item):
+            raise SettingRefused(f"{item!r} contains a control character")
         if item and item not in out:
             out.append(item)
     return out
@@ -120,6 +122,9 @@ def _text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(value)
     return str(value)
+
+
+as_text = _text  # public name
 
 
 # -- the registry ---------------------------------------------------------------------------------

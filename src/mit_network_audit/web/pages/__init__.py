@@ -4,4 +4,4 @@ Each module registers one router factory with the least role its routes need.  A
 (settings, forensic bodies) adds a module here and one import below — nothing else changes.
 """
 
-from . import bundle, forensic, groups, proof  # noqa: F401  (registration side effect)
+from . import bundle, forensic, groups, proof, settings  # noqa: F401  (registration side effect)
