@@ -76,6 +76,8 @@ def test_kill_9_of_a_worker(h, pg, work):
     # the killed worker can lose at most what its writer had not flushed; never more rows than calls
     k = r["processes"][killed[0]]
     assert k["in_rows"] <= k["served"] and k["out_rows"] <= k["provider"]
+    # the loss is not silent: the master that reaped it wrote a stop row for it (killed_by_signal SIGKILL)
+    assert k["stop_rows"] == 1, k
 
 
 def test_sink_that_raises(h, work):

@@ -29,7 +29,8 @@ INTERNAL_KINDS = (
     "anchor",  # retention vacuum cut point
     "checkpoint",  # a signed checkpoint was made
     "start",  # the auditor started in a process
-    "stop",  # the process ended normally (a process without one that stops heart-beating went silent)
+    "stop",  # the process ended normally (a process without one that stops heart-beating went silent);
+    # or, written by its parent for it, was killed by a signal: detail {"killed_by_signal": ..., ...}
 )
 
 

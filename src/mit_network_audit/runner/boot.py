@@ -19,7 +19,7 @@ from .. import interceptor
 from ..interceptor import capture
 from ..interceptor.event import internal_event
 from ..journal.sink import BatchingSink, flush_all
-from . import forensic_boot, live_settings
+from . import children, forensic_boot, live_settings
 
 _started = {"pid": None}
 
@@ -49,6 +49,7 @@ def start(dsn: str, disabled_channels=(), heartbeat_seconds: float = 60.0) -> Ba
         _start_heartbeat(heartbeat_seconds)
     atexit.register(_stop_row)  # runs before the sink's own at-exit flush (registered earlier)
     _install_sigterm_flush()
+    children.install()  # a forked child killed by a signal (kill -9, OOM): its parent writes its stop row
     return sink
 
 
