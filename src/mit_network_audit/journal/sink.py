@@ -309,10 +309,21 @@ def _before_fork() -> None:
     lock state mid-transaction).  Bounded: a writer stuck longer than FORK_WAIT_S is not waited for."""
     for sink in list(_live_sinks):
         try:
-            if sink._pid == os.getpid() and sink._write_lock.acquire(timeout=FORK_WAIT_S):
+            if sink._pid == os.getpid() and _sqlite(sink) and sink._write_lock.acquire(timeout=FORK_WAIT_S):
                 _held_at_fork.append(sink)
         except Exception:
             pass
+
+
+def _sqlite(sink) -> bool:
+    """Only SQLite keeps process-wide lock state a child inherits; a PostgreSQL writer may sit in a
+    long connect during an outage, and a fork must not wait for that."""
+    from . import is_postgres
+
+    store = sink._store
+    if store is not None:
+        return getattr(store, "kind", "") == "sqlite"
+    return bool(sink.dsn) and not is_postgres(sink.dsn)
 
 
 def _after_fork_in_parent() -> None:
