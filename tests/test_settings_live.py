@@ -76,11 +76,19 @@ def server():
 
 
 def _cli_set(dsn: str, value: str) -> int:
-    """``settings set`` in its own process (an officer's CLI); returns when the change is stored (us)."""
+    """``settings set`` in its own process (an officer's CLI).  Returns when the change was made (us):
+    the ``logged_at_us`` of its ``settings`` row, which is written just before the value is stored
+    (not the CLI's return: the value is live while that process is still exiting)."""
     done = subprocess.run([*CLI, "settings", "set", f"capture.disabled_channels={value}", "--db", dsn,
                            "--actor", "ops"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    return time.time_ns() // 1000
+    store = open_store(dsn)
+    try:
+        row = next(r for r in store.rows(limit=5000) if r.event.method == "settings")
+        assert json.loads(row.event.detail)["new"] == value
+        return row.event.logged_at_us
+    finally:
+        store.close()
 
 
 def _heartbeats(store, pids, disabled: list[str], after_seq: int) -> set[int]:
@@ -170,7 +178,10 @@ def test_disabled_channels_reach_three_running_workers(any_dsn, server, tmp_path
         on_window = [(at, path in captured) for at, path in received if at >= t_on]
         # off: captured calls, then (from the switch on) none at all, although the worker kept calling
         first_off = next(i for i, (_, c) in enumerate(off_window) if not c)
-        assert all(not c for _, c in off_window[first_off:]), f"{worker}: a row while its channels were disabled"
+        late = [(round((at - t_off) / 1e6, 3), i) for i, (at, c) in enumerate(off_window) if c and i > first_off]
+        assert not late, (f"{worker}: rows while its channels were disabled (s after the change, index); first "
+                          f"uncaptured call at index {first_off}, "
+                          f"{round((off_window[first_off][0] - t_off) / 1e6, 3)} s: {late[:10]}")
         assert len(off_window) - first_off >= 20, f"{worker}: too few calls while disabled to show anything"
         delays["off"][worker] = (off_window[first_off][0] - t_off) / 1e6
         # on: uncaptured calls, then every call captured again
@@ -181,7 +192,7 @@ def test_disabled_channels_reach_three_running_workers(any_dsn, server, tmp_path
         starts = [e for e in rows if e.method == "start" and e.pid == pid]
         assert len(starts) == 1  # the same process throughout: no restart
     worst = max(max(d.values()) for d in delays.values())
-    print(f"\nlive settings delays on {any_dsn.split(':')[0]} (s, from the CLI's return to the first call "
+    print(f"\nlive settings delays on {any_dsn.split(':')[0]} (s, from the settings row to the first call "
           f"{{not captured, captured again}} per worker): {json.dumps(delays)}")
     if os.environ.get("MNA_SETTINGS_DELAYS"):
         with open(os.environ["MNA_SETTINGS_DELAYS"], "a") as fh:

@@ -35,6 +35,8 @@ ROUTES = {
     ("GET", "/forensic"): "officer", ("POST", "/forensic/capture"): "officer", ("GET", "/api/forensic"): "officer",
     ("GET", "/forensic/body/{ref}"): "officer", ("POST", "/forensic/body/{ref}"): "officer",
     ("POST", "/api/forensic/bodies/{ref}/read"): "officer",
+    ("GET", "/settings"): "officer", ("POST", "/settings"): "officer",
+    ("GET", "/api/settings"): "officer", ("POST", "/api/settings"): "officer",
 }
 RANK = {"anonymous": -1, "viewer": 0, "auditor": 1, "officer": 2}
 SAMPLE = {"{seq}": "3", "{job}": "no-such-job"}

@@ -6,8 +6,9 @@
   are changes; every key and value is validated before the first one is written; each change is
   journaled before it is stored.  A refused value re-renders the page (400) and changes nothing.
 * ``GET /api/settings`` — the same as JSON: ``{"settings": {...}, "keys": [...], "version": ...}``.
-* ``POST /api/settings`` — a JSON object ``{"key": value, ...}``; with a session it needs the CSRF token
-  in the ``X-CSRF-Token`` header, with an API token (``Authorization: Bearer``) it does not.
+* ``POST /api/settings`` — a JSON object ``{"key": value, ...}`` (or form fields); with a session it
+  needs the CSRF token in the ``X-CSRF-Token`` header (or a ``csrf`` field), with an API token
+  (``Authorization: Bearer``) it does not.
 
 Running audited processes apply a change within their live-settings poll period
 (``$MNA_SETTINGS_POLL_S``, default 2 s; runner/live_settings.py).
@@ -118,13 +119,23 @@ def settings_pages(ctx: Context) -> APIRouter:
 
     @router.post("/api/settings")
     async def api_set(request: Request):
-        """Change settings: a JSON object ``{"key": value}``; all validated first, each change journaled."""
+        """Change settings: a JSON object ``{"key": value}`` (or form fields); all validated first,
+        each change journaled.  With a session: the CSRF token in ``X-CSRF-Token`` (or a ``csrf`` field)."""
         who = ctx.who(request)
-        ctx.check_csrf(who, request.headers.get("x-csrf-token", ""))
-        try:
-            body = json.loads(await request.body() or b"null")
-        except ValueError:
-            raise HTTPException(400, "send a JSON object {\"key\": value, ...}") from None
+        token = request.headers.get("x-csrf-token", "")
+        ctype = request.headers.get("content-type", "")
+        body: object
+        if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await request.form()
+            token = token or str(form.get("csrf", ""))
+            body = {k: str(v) for k, v in form.items() if k != "csrf"}
+        else:
+            raw = await request.body()
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = "not json"
+        ctx.check_csrf(who, token)
         if not isinstance(body, dict) or not body:
             raise HTTPException(400, "send a JSON object {\"key\": value, ...} with at least one key")
         made = _apply(ctx, request, body)
