@@ -30,7 +30,7 @@ import weakref
 from collections import deque
 
 from ..interceptor import capture
-from ..interceptor.event import NetEvent, internal_event
+from ..interceptor.event import NetEvent, PendingEvent, internal_event
 
 _live_sinks: weakref.WeakSet = weakref.WeakSet()
 
@@ -71,7 +71,7 @@ class BatchingSink:
         if self._pid != os.getpid():
             self._after_fork()
         if len(self._queue) >= self.queue_limit:
-            self._count_lost(1, "queue_full", event.direction == "internal")
+            self._count_lost(1, "queue_full", _internal(event))
             return
         self._queue.append(event)
         self.counters["queued"] += 1
@@ -145,7 +145,7 @@ class BatchingSink:
         self._pending.clear()
         self._queue.clear()
         if held:
-            self._count_lost(len(held), "unwritable_at_exit", sum(e.direction == "internal" for e in held))
+            self._count_lost(len(held), "unwritable_at_exit", sum(map(_internal, held)))
         lost, internal, reasons = self._take_lost()
         if not lost:
             return
@@ -255,7 +255,7 @@ class BatchingSink:
             # Outage beyond the buffer bound: drop the oldest queued events, counted exactly.
             dropped = internal = 0
             while len(queue) > self.queue_limit // 2:
-                internal += queue.popleft().direction == "internal"
+                internal += _internal(queue.popleft())
                 dropped += 1
             self._count_lost(dropped, self._unwritable, internal)
 
@@ -268,6 +268,12 @@ class BatchingSink:
         except Exception:
             pass
         self._store = None
+
+
+def _internal(event) -> bool:
+    """An ``internal`` row (start/stop/heartbeat/gap)?  Captured calls arrive as PendingEvents,
+    never internal: they are not built just to be counted as lost."""
+    return not isinstance(event, PendingEvent) and getattr(event, "direction", None) == "internal"
 
 
 def _unwritable_reason(exc: BaseException) -> str:
