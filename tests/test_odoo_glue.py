@@ -8,6 +8,7 @@ import os
 import sys
 import textwrap
 import threading
+import time
 import types
 
 import pytest
@@ -330,3 +331,55 @@ def test_health_row_on_behalf_of_a_killed_process(sink):
     (row,) = [e for e in sink.events if e.direction == "internal"]
     assert (row.method, row.pid) == ("stop", 424242)
     assert json.loads(row.detail)["killed_by"] == os.getpid()
+
+
+def test_start_settings_follows_the_journal_settings_live(pg_dsn, sink, monkeypatch):
+    """The glue follows the single database's journal settings (``runner.live_settings``): a change of
+    ``capture.disabled_channels`` written by another connection (the Odoo form in another worker, the
+    CLI) is applied to this process's interceptor by its poller, without a save here, and announced
+    by a heartbeat row.  Real PostgreSQL journal; the Odoo-side bits (database name, DSN) patched."""
+    import json
+
+    import psycopg
+
+    from mit_network_audit.interceptor import capture
+    from mit_network_audit.journal import open_store
+    from mit_network_audit.journal import settings as journal_settings
+    from mit_network_audit.runner import live_settings
+
+    monkeypatch.setenv(live_settings.POLL_ENV, "0.1")
+    store = open_store(pg_dsn)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE ir_module_module (name TEXT, state TEXT)")
+        conn.execute("INSERT INTO ir_module_module VALUES ('mit_network_audit', 'installed')")
+    monkeypatch.setattr(glue, "_default_db", lambda: "odoo_db")
+    monkeypatch.setattr(glue, "_dsn_for", lambda db: pg_dsn)
+    glue._state.pop("settings_dsn", None)
+    try:
+        assert glue.start_settings() is True
+        assert glue.start_settings() is False  # idempotent (every registry load calls it)
+        assert glue.settings_dsn() == pg_dsn
+        journal_settings.set_setting(store, "capture.disabled_channels", "smtp,ftp", actor="officer")
+        deadline = time.monotonic() + 15
+        while capture.runtime.disabled != {"smtp", "ftp"} and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert capture.runtime.disabled == {"smtp", "ftp"}
+        beats = [json.loads(e.detail) for e in sink.events if e.method == "heartbeat"]
+        assert [(b["disabled"], b["reason"]) for b in beats] == [(["ftp", "smtp"], "settings")]
+    finally:
+        live_settings.stop()
+        live_settings._callbacks.clear()
+        live_settings._state["following"] = False
+        glue._state.pop("settings_dsn", None)
+        capture.set_disabled(())
+        store.close()
+
+
+def test_start_settings_needs_a_single_database_with_a_journal(monkeypatch):
+    """Several databases (no single ``--database``) or no journal there: nothing is followed."""
+    monkeypatch.setattr(glue, "_default_db", lambda: None)
+    assert glue.start_settings() is False
+    monkeypatch.setattr(glue, "_default_db", lambda: "odoo_db")
+    monkeypatch.setattr(glue, "_dsn_for", lambda db: "host=127.0.0.1 port=1 dbname=nowhere connect_timeout=1")
+    assert glue.start_settings() is False
+    assert glue.settings_dsn() is None

@@ -73,7 +73,9 @@ def post_load() -> None:
     import mit_network_audit.interceptor as interceptor
 
     if not mark_once(interceptor, MARKER):
-        _start_forensic()  # an Apps install: the journal exists now (registry reload after the install)
+        # an Apps install: the journal exists now (registry reload after the install)
+        start_settings()
+        _start_forensic()
         return
     try:
         from mit_network_audit.interceptor.redaction import load_or_create_salt
@@ -91,13 +93,57 @@ def post_load() -> None:
         )
         _patch_http()
         _logger.info("mit_network_audit: interceptor installed (pid-wide), odoo.http patched")
+        start_settings()  # before the start row, which names the disabled channels
         _start_forensic()
         from . import health
 
-        health.start(read_disabled=_read_disabled_channels)
+        health.start()
         health.patch_prefork_stop()
+        _track_children()
     except Exception:  # fail-open: Odoo starts whatever happens here
         _logger.exception("mit_network_audit: post_load failed; this process is NOT audited")
+
+
+def _single_journal():
+    """(dbname, dsn) of the server's single database when its journal exists there, else None."""
+    db = _default_db()
+    if not db:
+        return None
+    from mit_network_audit.journal import is_postgres
+
+    from .routing_sink import _has_journal
+
+    dsn = _dsn_for(db)
+    if not is_postgres(dsn) or not _has_journal(dsn):
+        return None
+    return db, dsn
+
+
+def start_settings() -> bool:
+    """Follow the package's settings (``runner.live_settings``: one poller thread per process, fork-safe)
+    of the single database's journal, and make ``capture.disabled_channels`` this process's disabled
+    channels, live: a change saved in Odoo (or with ``mit-network-audit settings set``) reaches every
+    worker within the poll period (``$MNA_SETTINGS_POLL_S``, default 2 s), each writing a ``heartbeat``
+    row that names the channels now disabled.  Single-database servers only (the interceptor is
+    process-wide; with several databases, whose setting would win?).  Idempotent; fail-open."""
+    try:
+        found = _single_journal()
+        if found is None or _state.get("settings_dsn") == found[1]:
+            return False
+        from mit_network_audit.runner import live_settings
+
+        live_settings.start(found[1])
+        live_settings.follow_disabled_channels()
+        _state["settings_dsn"] = found[1]
+        return True
+    except Exception:
+        _logger.exception("mit_network_audit: live settings not started")
+        return False
+
+
+def settings_dsn():
+    """The journal DSN whose settings this process follows live (None: not following)."""
+    return _state.get("settings_dsn")
 
 
 def _start_forensic() -> bool:
@@ -110,16 +156,12 @@ def _start_forensic() -> bool:
         db = _default_db()
         if not db or _state.get("forensic_db") == db:
             return False
-        from mit_network_audit.journal import is_postgres
-
-        from .routing_sink import _has_journal
-
-        dsn = _dsn_for(db)
-        if not is_postgres(dsn) or not _has_journal(dsn):
+        found = _single_journal()
+        if found is None:
             return False
         from mit_network_audit.runner import forensic_boot
 
-        forensic_boot.start(dsn)
+        forensic_boot.start(found[1])
         _state["forensic_db"] = db
         return True
     except Exception:
@@ -127,20 +169,21 @@ def _start_forensic() -> bool:
         return False
 
 
-def _read_disabled_channels():
-    """The single database's ``mit_network_audit.disabled_channels`` (own short connection), or None."""
-    db = _default_db()
-    if not db:
-        return None
-    import psycopg
-
-    from mit_network_audit.interceptor import capture
-
-    with capture.suppressed(), psycopg.connect(_dsn_for(db), autocommit=True, connect_timeout=5) as conn:
-        row = conn.execute(
-            "SELECT value FROM ir_config_parameter WHERE key = 'mit_network_audit.disabled_channels'"
-        ).fetchone()
-    return row[0] if row else ""
+def _track_children() -> bool:
+    """The prefork master notes the workers it forks and, reaping one killed by a signal (SIGKILL after
+    ``--limit-time-real``, the OOM killer, a crash), writes a ``stop`` row for it (the package's
+    ``runner.children``: ``killed_by_signal``, ``reaped_by``, unflushed rows unknown), so such a worker
+    is a reported loss, not a silent process.  Idempotent; fail-open."""
+    try:
+        from mit_network_audit.runner import children
+    except ImportError:  # an older package
+        return False
+    try:
+        children.install()
+        return True
+    except Exception:
+        _logger.exception("mit_network_audit: killed workers will not be reported")
+        return False
 
 
 def current_sink():

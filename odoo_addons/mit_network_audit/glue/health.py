@@ -4,11 +4,12 @@ through ``sys.exit``, so recycled workers stop cleanly; a killed one goes silent
 Report reports).  Each row's detail names the installed and the disabled channels, as the package's
 ``runner.boot`` does, so the Trust Report sees an incomplete capture.
 
-The disabled channels come from the system parameter ``mit_network_audit.disabled_channels`` of the
-server's single database, read at start and again at each heartbeat, and applied to this process's
-interceptor.  The rows go where the routing sink sends rows of a thread without ``dbname``: the single
-``--database``; a server with several databases writes no health rows (their journals would each
-need them) and that is documented.
+The disabled channels are the package's setting ``capture.disabled_channels``, which the glue follows
+live (``runner.live_settings``, see ``glue.start_settings``); ``start(read_disabled=...)`` still takes
+a reader called at start and at each heartbeat, for callers that keep them elsewhere.  The rows go
+where the routing sink sends rows of a thread without ``dbname``: the single ``--database``; a server
+with several databases writes no health rows (their journals would each need them) and that is
+documented.
 """
 
 from __future__ import annotations

@@ -3,9 +3,13 @@
 The rollup is derived data (rebuilt from the journal at any time); the cron keeps it caught up.
 """
 
+import time
+
 from odoo import api, fields, models
 
 from .journal_ddl import ensure_journal, ensure_rollup
+
+LAST_PASS = "odoo.rollup_last_pass_us"  # mna_meta: when the cron last rolled up (microseconds)
 
 
 class EgressRollup(models.Model):
@@ -48,10 +52,24 @@ class EgressRollup(models.Model):
 
     @api.model
     def _cron_catch_up(self):
+        """Runs every minute; folds new rows when the package's ``rollup.interval_s`` has passed since
+        the last pass (kept in the journal's ``mna_meta``, so every cron worker agrees).  Returns the
+        package's RollupResult, or None when not due."""
+        from mit_network_audit.interceptor import capture
+        from mit_network_audit.journal import settings as journal_settings
         from mit_network_audit.report import rollup
 
         store = self.env["network.egress.component"]._open_store()
         try:
-            rollup.catch_up(store)
+            with capture.suppressed():
+                every_us = int(journal_settings.get_settings(store)["rollup.interval_s"]) * 1_000_000
+                now_us = time.time_ns() // 1000
+                last_us = int(store.meta_get(LAST_PASS) or 0)
+                # a little slack: a 60 s interval must not slip to 120 s on a cron woken every ~60 s
+                if last_us and now_us - last_us < every_us - 5_000_000:
+                    return None
+                result = rollup.catch_up(store)
+                store.meta_set(LAST_PASS, str(now_us))
+                return result
         finally:
             store.close()

@@ -1,15 +1,17 @@
 """Network Audit settings (officers only).
 
-Forensic body capture is the package's setting, kept in the journal's database (``mna_meta``) and
-read/written through ``mit_network_audit.journal.forensic.current_settings`` / ``change_setting``
-(which use ``journal.settings.get_settings`` / ``set_setting`` when that module is present): every
-change appends an ``internal`` ``settings`` row (who, key, old -> new) to the journal, so a process
-started with ``mit-network-audit run`` on the same journal and the Trust Report see the same switch.
+The package's settings (``mit_network_audit.journal.settings``: disabled channels, journal retention,
+rollup and checkpoint intervals, forensic capture) live in the journal's database (``mna_meta``), not
+in Odoo: the form reads them with ``get_settings`` and saves a change with ``set_settings``, which
+validates every value first, then appends an ``internal`` ``settings`` row (actor = the Odoo login,
+key, old -> new) *before* storing each value.  So a process started with ``mit-network-audit run`` on
+the same journal, the CLI, the web dashboard and the Trust Report see the same values, and every
+Odoo worker applies a change live (``runner.live_settings``, followed by the glue).
 
-The Odoo-side parameters (retention, key and witness paths, disabled channels) stay system
-parameters, and every change of one is journaled the same way (``internal`` ``settings`` row,
-``key = odoo:<parameter>``, ``via = odoo``) before the settings transaction commits: a journal that
-cannot be written refuses the change.
+File paths stay Odoo system parameters (the checkpoint key, the witness file, the forensic private
+key): they are per-server facts, not the journal's.  Every change of one is journaled too (``internal``
+``settings`` row, ``key = odoo:<parameter>``, ``via = odoo``) before the settings transaction
+commits: a journal that cannot be written refuses the change.
 """
 
 import json
@@ -18,24 +20,29 @@ from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
 
 OFFICER = "mit_network_audit.group_officer"
-FORENSIC_FIELDS = {
+# form field -> the package's setting key (mit_network_audit.journal.settings.SETTINGS)
+PACKAGE_FIELDS = {
+    "mna_disabled_channels": "capture.disabled_channels",
+    "mna_retention_days": "retention.days",
+    "mna_rollup_interval_s": "rollup.interval_s",
+    "mna_checkpoint_interval_s": "checkpoint.interval_s",
     "mna_forensic_enabled": "forensic.enabled",
     "mna_forensic_addons": "forensic.addons",
     "mna_forensic_hosts": "forensic.hosts",
     "mna_forensic_max_bytes": "forensic.max_bytes",
     "mna_forensic_retention_days": "forensic.retention_days",
 }
+FORENSIC_FIELDS = {k: v for k, v in PACKAGE_FIELDS.items() if v.startswith("forensic.")}  # (kept for callers)
 PARAM_FIELDS = {
-    "mna_retention_days": "mit_network_audit.retention_days",
     "mna_key_path": "mit_network_audit.key_path",
     "mna_witness_path": "mit_network_audit.witness_path",
-    "mna_disabled_channels": "mit_network_audit.disabled_channels",
     "mna_forensic_key_path": "mit_network_audit.forensic_key_path",
 }
+RETENTION = "retention.days"  # 0 in the form: never set, the retention vacuum keeps every row
 
 
 def _raw(value, boolean=False):
-    """A field value as the package's settings store it (text); an empty Char field is False in Odoo."""
+    """A field value as text; an empty Char field is False in Odoo."""
     if boolean:
         return "true" if value else "false"
     if value is None or value is False:
@@ -43,9 +50,16 @@ def _raw(value, boolean=False):
     return str(value).strip()
 
 
-def _same(raw):
-    """An unset parameter and an Integer field's 0 are the same setting."""
-    return "" if raw == "0" else raw
+def retention_days(store):
+    """The journal's ``retention.days`` when an officer set it, else None (keep every row).
+
+    The package's default (90) applies to a ``vacuum`` someone runs by hand; Odoo's daily retention
+    cron removes evidence only after a journaled decision to do so."""
+    from mit_network_audit.journal import settings as journal_settings
+
+    if store.meta_get(journal_settings.PREFIX + RETENTION) is None:
+        return None
+    return int(journal_settings.get_settings(store)[RETENTION])
 
 
 class ResConfigSettings(models.TransientModel):
@@ -53,10 +67,21 @@ class ResConfigSettings(models.TransientModel):
 
     mna_retention_days = fields.Integer(
         "Audit retention (days)",
-        config_parameter="mit_network_audit.retention_days",
         default=0,
-        help="0 keeps every row. Older rows are removed by the retention vacuum, which first anchors "
-        "and signs what it removes.",
+        help="0 keeps every row (never set). Older rows are removed by the daily retention vacuum, which "
+        "first anchors and signs what it removes. The package's setting retention.days.",
+    )
+    mna_rollup_interval_s = fields.Integer(
+        "Traffic summary every (s)",
+        default=60,
+        help="Seconds between rollup passes (setting rollup.interval_s). Odoo's cron worker wakes once a "
+        "minute, so less than 60 acts as 60.",
+    )
+    mna_checkpoint_interval_s = fields.Integer(
+        "Signed checkpoint every (s)",
+        default=300,
+        help="Seconds between signed checkpoints (setting checkpoint.interval_s; also after 10,000 rows). "
+        "Less than 60 acts as 60.",
     )
     mna_key_path = fields.Char(
         "Signing key file",
@@ -71,8 +96,8 @@ class ResConfigSettings(models.TransientModel):
     )
     mna_disabled_channels = fields.Char(
         "Disabled channels",
-        config_parameter="mit_network_audit.disabled_channels",
-        help="Comma-separated; every disabled channel makes the Trust Report a Review.",
+        help="Comma-separated channel names (setting capture.disabled_channels), applied live in every "
+        "Odoo worker; every disabled channel makes the Trust Report a Review.",
     )
     mna_forensic_key_path = fields.Char(
         "Forensic private key file",
@@ -97,51 +122,67 @@ class ResConfigSettings(models.TransientModel):
         return self.env["network.egress.component"]._open_store()
 
     @api.model
+    def _mna_form_values(self, store):
+        """The package's settings as this form's field values."""
+        from mit_network_audit.journal import settings as journal_settings
+
+        current = journal_settings.get_settings(store)
+        out = {}
+        for name, key in PACKAGE_FIELDS.items():
+            value = current[key]
+            if key == RETENTION:
+                value = retention_days(store) or 0
+            elif isinstance(value, list):
+                value = ",".join(value)
+            out[name] = value
+        return out
+
+    @api.model
     def get_values(self):
         res = super().get_values()
         if not self.env.user.has_group(OFFICER):
             return res
-        from mit_network_audit.journal import forensic
-
         try:
             store = self._mna_store()
         except Exception:  # no journal reachable: show the defaults, the Trust Report says why
             return res
         try:
-            scope = forensic.scope_from_settings(forensic.current_settings(store))
+            res.update(self._mna_form_values(store))
         finally:
             store.close()
-        res.update(
-            mna_forensic_enabled=scope.enabled,
-            mna_forensic_addons=",".join(scope.addons),
-            mna_forensic_hosts=",".join(scope.hosts),
-            mna_forensic_max_bytes=scope.max_bytes,
-            mna_forensic_retention_days=scope.retention_days,
-        )
         return res
 
     def set_values(self):
         Param = self.env["ir.config_parameter"].sudo()
         old_params = {name: _raw(Param.get_param(key) or "") for name, key in PARAM_FIELDS.items()}
-        super().set_values()
         self.ensure_one()
+        officer = self.env.user.has_group(OFFICER)
+        if not officer:
+            # The block is hidden from non-officers, so their form holds the defaults: any other value
+            # of a package field is a change submitted anyway.
+            defaults = self.default_get(list(PACKAGE_FIELDS))
+            if any(_raw(self[n]) != _raw(defaults.get(n)) for n in PACKAGE_FIELDS):
+                raise AccessError(_("Only network officers may change the Network Audit settings."))
+        super().set_values()
         param_changes = [
             (PARAM_FIELDS[name], old_params[name], _raw(self[name]))
             for name in PARAM_FIELDS
-            if _same(_raw(self[name])) != _same(old_params[name])
+            if _raw(self[name]) != old_params[name]
         ]
-        forensic_changes = self._mna_forensic_changes()
-        if not (param_changes or forensic_changes):
+        if not param_changes and not officer:
             return
-        if not self.env.user.has_group(OFFICER):
+        if not officer:
             raise AccessError(_("Only network officers may change the Network Audit settings."))
         from mit_network_audit.interceptor import capture
         from mit_network_audit.interceptor.event import internal_event
-        from mit_network_audit.journal import forensic
+        from mit_network_audit.journal import settings as journal_settings
 
         actor = self.env.user.login
         store = self._mna_store()
         try:
+            package_changes = self._mna_package_changes(store)
+            if not (param_changes or package_changes):
+                return
             if param_changes:
                 rows = [
                     internal_event(
@@ -163,45 +204,59 @@ class ResConfigSettings(models.TransientModel):
                             type(exc).__name__,
                         )
                     ) from None
-            if any(key == "mit_network_audit.disabled_channels" for key, _old, _new in param_changes):
-                from mit_network_audit import interceptor
-
-                from ..glue.health import parse_channels
-
-                # this process at once; the others at their next heartbeat (they re-read the parameter)
-                interceptor.set_disabled_channels(parse_channels(self.mna_disabled_channels))
-            for key, raw in forensic_changes:
+            if package_changes:
                 try:
-                    forensic.change_setting(store, key, raw, actor=actor)
-                except forensic.ForensicProblem as exc:
+                    journal_settings.set_settings(store, package_changes, actor=actor)
+                except journal_settings.SettingRefused as exc:
                     raise UserError(str(exc)) from None
+                self._mna_apply_here(store)
         finally:
             store.close()
 
-    def _mna_forensic_changes(self):
-        """[(package key, new raw value)] for the forensic fields that differ from the journal's settings."""
-        from mit_network_audit.journal import forensic
+    @api.model
+    def _mna_apply_here(self, store):
+        """This process applies the change at once; the other workers at their next settings poll."""
+        from odoo.addons.mit_network_audit import glue
 
-        if not self.env.user.has_group(OFFICER):
-            # the fields are hidden from non-officers: what they submit is the defaults, never a change
-            return []
-        store = self._mna_store()
-        try:
-            scope = forensic.scope_from_settings(forensic.current_settings(store))
-        finally:
-            store.close()
-        now = {
-            "forensic.enabled": _raw(scope.enabled, boolean=True),
-            "forensic.addons": ",".join(scope.addons),
-            "forensic.hosts": ",".join(scope.hosts),
-            "forensic.max_bytes": str(scope.max_bytes),
-            "forensic.retention_days": str(scope.retention_days),
-        }
-        out = []
-        for name, key in FORENSIC_FIELDS.items():
-            new = _raw(self[name], boolean=key == "forensic.enabled")
-            if key in ("forensic.addons", "forensic.hosts"):
-                new = ",".join(v.strip() for v in new.split(",") if v.strip())
-            if new != now[key]:
-                out.append((key, new))
+        from mit_network_audit.runner import live_settings
+
+        following = glue.settings_dsn()
+        if following is not None and following == self.env["network.egress.component"]._dsn():
+            live_settings.refresh()
+
+    def _mna_package_changes(self, store):
+        """{package key: raw value} for the fields that differ from the journal's settings.  Values are
+        compared in the package's canonical form (a value that parses to what is stored is no change);
+        a value the package refuses is passed on, so ``set_settings`` refuses it with its message."""
+        from mit_network_audit.journal import settings as journal_settings
+
+        now = self._mna_form_values(store)
+        out = {}
+        for name, key in PACKAGE_FIELDS.items():
+            setting = journal_settings.SETTINGS[key]
+            new, old = self[name], now[name]
+            if key == RETENTION:
+                new = int(new or 0)
+                if new == old:
+                    continue
+                if new == 0:
+                    raise UserError(
+                        _(
+                            "Retention was set to %s days; it cannot go back to 'keep every row'. "
+                            "Enter a long period instead (up to 36500 days).",
+                            old,
+                        )
+                    )
+                out[key] = str(new)
+                continue
+            raw = _raw(new, boolean=setting.type == "bool")
+            try:
+                same = journal_settings.as_text(setting.parse(raw)) == journal_settings.as_text(
+                    setting.parse(old)
+                )
+                if same:
+                    continue
+            except journal_settings.SettingRefused:
+                pass
+            out[key] = raw
         return out

@@ -50,10 +50,14 @@ def _journal_rows(env, where, params=()):
 
 class _AuditCase:
     def _ready(self):
+        from odoo.addons.mit_network_audit import glue
+
         sink = current_sink()
         self.assertIsNotNone(sink, "post_load did not install the interceptor")
         sink._absent.clear()  # a check made before the install committed must not linger
         threading.current_thread().dbname = self.env.cr.dbname
+        # what the next registry load (or a restart) does once the install has committed
+        glue.start_settings()
 
 
 @tagged("post_install", "-at_install", "mit_network_audit")
@@ -350,8 +354,21 @@ class TestSettings(TransactionCase, _AuditCase):
     def _max_seq(self):
         return (_journal_rows(self.env, "true")[-1:] or [(0,)])[0][0]
 
+    def _details(self, since, method="settings"):
+        dsn = self.env["network.egress.component"]._dsn()
+        current_sink().flush(10)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            return [
+                (pid, json.loads(d))
+                for (pid, d) in conn.execute(
+                    "SELECT pid, detail FROM egress_log WHERE method = %s AND chain_seq > %s ORDER BY chain_seq",
+                    (method, since),
+                )
+            ]
+
     def test_officer_changes_are_journaled_and_reach_the_package(self):
         from mit_network_audit.journal import forensic
+        from mit_network_audit.journal import settings as journal_settings
 
         self._ready()
         officer = new_test_user(
@@ -359,81 +376,264 @@ class TestSettings(TransactionCase, _AuditCase):
             "mna_s_officer",
             groups="base.group_user,base.group_system,mit_network_audit.group_officer",
         )
+        store = self.env["network.egress.component"]._open_store()
+        self.addCleanup(store.close)
+        before = journal_settings.get_settings(store)
         since = self._max_seq()
         Settings = self.env["res.config.settings"].with_user(officer)
         Settings.create(
             {
                 "mna_forensic_enabled": True,
                 "mna_forensic_addons": "mna_test_connector,sale",
-                "mna_retention_days": 7,
+                "mna_retention_days": 400,
+                "mna_rollup_interval_s": 120,
+                "mna_checkpoint_interval_s": 900,
             }
         ).execute()
-        store = self.env["network.egress.component"]._open_store()
-        self.addCleanup(store.close)
+        self.addCleanup(
+            journal_settings.set_settings,
+            store,
+            {k: journal_settings.as_text(before[k]) for k in ("rollup.interval_s", "checkpoint.interval_s")},
+            actor="test-cleanup",
+        )
         self.addCleanup(forensic.change_setting, store, "forensic.enabled", "false", actor="test-cleanup")
         self.addCleanup(forensic.change_setting, store, "forensic.addons", "", actor="test-cleanup")
-        scope = forensic.scope_from_settings(forensic.current_settings(store))
-        self.assertTrue(scope.enabled)
-        self.assertEqual(scope.addons, ("mna_test_connector", "sale"))
-        dsn = self.env["network.egress.component"]._dsn()
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            details = [
-                json.loads(d)
-                for (d,) in conn.execute(
-                    "SELECT detail FROM egress_log WHERE method = 'settings' AND chain_seq > %s ORDER BY chain_seq",
-                    (since,),
-                )
-            ]
-        changed = {d["key"]: d for d in details}
-        self.assertEqual(changed["odoo:mit_network_audit.retention_days"]["new"], "7")
-        self.assertEqual(changed["odoo:mit_network_audit.retention_days"]["old"], "")
+        now = journal_settings.get_settings(store)
+        self.assertTrue(now["forensic.enabled"])
+        self.assertEqual(now["forensic.addons"], ["mna_test_connector", "sale"])
         self.assertEqual(
-            set(changed), {"odoo:mit_network_audit.retention_days", "forensic.enabled", "forensic.addons"}
+            (now["retention.days"], now["rollup.interval_s"], now["checkpoint.interval_s"]), (400, 120, 900)
         )
-        self.assertEqual(changed["forensic.enabled"]["actor"], "mna_s_officer")
-        self.assertIn("forensic.addons", changed)
-        self.assertTrue(all(d["actor"] == "mna_s_officer" for d in details), details)
+        changed = {d["key"]: d for _pid, d in self._details(since)}
+        self.assertEqual(
+            set(changed),
+            {
+                "retention.days",
+                "rollup.interval_s",
+                "checkpoint.interval_s",
+                "forensic.enabled",
+                "forensic.addons",
+            },
+        )
+        self.assertEqual((changed["retention.days"]["old"], changed["retention.days"]["new"]), ("90", "400"))
+        self.assertEqual(changed["rollup.interval_s"]["new"], "120")
+        self.assertTrue(all(d["actor"] == "mna_s_officer" for d in changed.values()), changed)
         # the form shows what the package holds
-        values = Settings.default_get(["mna_forensic_enabled", "mna_forensic_addons"])
+        values = Settings.default_get(
+            ["mna_forensic_enabled", "mna_forensic_addons", "mna_retention_days", "mna_checkpoint_interval_s"]
+        )
         self.assertTrue(values["mna_forensic_enabled"])
+        self.assertEqual(values["mna_forensic_addons"], "mna_test_connector,sale")
+        self.assertEqual((values["mna_retention_days"], values["mna_checkpoint_interval_s"]), (400, 900))
         # saving again without a change journals nothing
         since = self._max_seq()
         Settings.create({}).execute()
         self.assertEqual(self._settings_rows(since), [])
+        # a value the package refuses: the package's message, nothing journaled, nothing changed
+        with self.assertRaises(UserError) as ctx:
+            Settings.create({"mna_rollup_interval_s": 0}).execute()
+        self.assertIn("rollup.interval_s", str(ctx.exception))
+        with self.assertRaises(UserError):
+            Settings.create({"mna_disabled_channels": "ftp,telepathy"}).execute()
+        with self.assertRaises(UserError):  # a set retention cannot go back to 'keep every row'
+            Settings.create({"mna_retention_days": 0}).execute()
+        self.assertEqual(self._settings_rows(since), [])
+        self.assertEqual(journal_settings.get_settings(store)["rollup.interval_s"], 120)
 
     def test_non_officer_admin_cannot_change(self):
         self._ready()
         admin = new_test_user(self.env, "mna_s_admin", groups="base.group_user,base.group_system")
         since = self._max_seq()
-        with self.assertRaises(AccessError):
-            self.env["res.config.settings"].with_user(admin).create({"mna_retention_days": 99}).execute()
+        for vals in (
+            {"mna_retention_days": 99},
+            {"mna_disabled_channels": "smtp"},
+            {"mna_key_path": "/tmp/k"},
+        ):
+            with self.subTest(vals=vals), self.assertRaises(AccessError):
+                self.env["res.config.settings"].with_user(admin).create(vals).execute()
+        self.assertEqual(self._settings_rows(since), [])
+        # an ordinary save by that administrator (the block hidden, defaults submitted) still works
+        self.env["res.config.settings"].with_user(admin).create({}).execute()
         self.assertEqual(self._settings_rows(since), [])
 
-    def test_disabled_channels_applied_and_reported(self):
-        from odoo.addons.mit_network_audit.glue import health
+    def test_disabled_channels_applied_live_and_reported(self):
+        """Saved in Odoo: journaled by the package (capture.disabled_channels, the officer's login),
+        applied in this process at once with a heartbeat row naming it; changed from outside Odoo
+        (another process, like ``mit-network-audit settings set``): this Odoo process follows within
+        the live-settings poll period, without a save or a restart."""
+        from odoo.addons.mit_network_audit import glue
 
-        from mit_network_audit import interceptor
         from mit_network_audit.interceptor import capture
+        from mit_network_audit.journal import settings as journal_settings
+        from mit_network_audit.runner import live_settings
 
         self._ready()
+        dsn = self.env["network.egress.component"]._dsn()
+        self.assertEqual(glue.settings_dsn(), dsn, "the glue does not follow this database's settings")
         officer = new_test_user(
             self.env,
             "mna_s_officer3",
             groups="base.group_user,base.group_system,mit_network_audit.group_officer",
         )
-        self.addCleanup(interceptor.set_disabled_channels, [])
+        store = self.env["network.egress.component"]._open_store()
+
+        def restore():
+            journal_settings.set_setting(store, "capture.disabled_channels", "", actor="test-cleanup")
+            live_settings.refresh()
+            store.close()
+
+        self.addCleanup(restore)
+        since = self._max_seq()
         self.env["res.config.settings"].with_user(officer).create({"mna_disabled_channels": "ftp"}).execute()
         self.assertEqual(capture.runtime.disabled, frozenset({"ftp"}))
+        (change,) = [d for _pid, d in self._details(since)]
+        self.assertEqual(
+            (change["key"], change["old"], change["new"], change["actor"]),
+            ("capture.disabled_channels", "", "ftp", "mna_s_officer3"),
+        )
+        beats = [d for pid, d in self._details(since, "heartbeat") if pid == os.getpid()]
+        self.assertEqual([(d["disabled"], d["reason"]) for d in beats], [(["ftp"], "settings")], beats)
+        self.assertIn("requests", beats[0]["channels"])
+        # from outside Odoo: another connection, as the CLI would
         since = self._max_seq()
-        health.emit("heartbeat")  # what the heartbeat thread writes every few minutes
-        rows = _journal_rows(self.env, "method = 'heartbeat' AND chain_seq > %s", (since,))
-        self.assertEqual(len(rows), 1, rows)
-        dsn = self.env["network.egress.component"]._dsn()
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            detail = json.loads(
-                conn.execute("SELECT detail FROM egress_log WHERE chain_seq = %s", (rows[0][0],)).fetchone()[
-                    0
-                ]
+        journal_settings.set_setting(store, "capture.disabled_channels", "smtp,ftp", actor="cli-user")
+        deadline = time.monotonic() + 4 * live_settings.poll_interval() + 5
+        while capture.runtime.disabled != frozenset({"smtp", "ftp"}) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(capture.runtime.disabled, frozenset({"smtp", "ftp"}))
+        beats = [d for pid, d in self._details(since, "heartbeat") if pid == os.getpid()]
+        self.assertEqual([d["disabled"] for d in beats], [["ftp", "smtp"]], beats)
+        # the form shows it
+        values = self.env["res.config.settings"].with_user(officer).default_get(["mna_disabled_channels"])
+        self.assertEqual(values["mna_disabled_channels"], "smtp,ftp")
+
+
+@tagged("post_install", "-at_install", "mit_network_audit")
+class TestCronsFollowSettings(TransactionCase, _AuditCase):
+    """The rollup, checkpoint and retention crons take their interval and retention from the
+    package's settings (journal database), not from Odoo."""
+
+    def setUp(self):
+        super().setUp()
+        from mit_network_audit.journal import settings as journal_settings
+
+        self._ready()
+        self.store = self.env["network.egress.component"]._open_store()
+        before = journal_settings.get_settings(self.store)
+        keys = ("rollup.interval_s", "checkpoint.interval_s")
+
+        def restore():
+            journal_settings.set_settings(
+                self.store, {k: journal_settings.as_text(before[k]) for k in keys}, actor="test-cleanup"
             )
-        self.assertEqual(detail["disabled"], ["ftp"])
-        self.assertIn("requests", detail["channels"])
+            self.store.close()
+
+        self.addCleanup(restore)
+
+    def test_crons_wake_every_minute(self):
+        for xmlid in ("mit_network_audit.cron_rollup", "mit_network_audit.cron_checkpoint"):
+            cron = self.env.ref(xmlid)
+            self.assertEqual((cron.interval_number, cron.interval_type), (1, "minutes"))
+
+    def test_rollup_cron_uses_rollup_interval(self):
+        from mit_network_audit.journal import settings as journal_settings
+
+        Rollup = self.env["network.egress.rollup"]
+        journal_settings.set_setting(self.store, "rollup.interval_s", "3600", actor="test")
+        self.store.meta_set("odoo.rollup_last_pass_us", "0")
+        self.assertIsNotNone(Rollup._cron_catch_up(), "the first pass is due")
+        self.assertIsNone(Rollup._cron_catch_up(), "not due again within rollup.interval_s")
+        journal_settings.set_setting(self.store, "rollup.interval_s", "1", actor="test")
+        time.sleep(1.1)
+        self.assertIsNotNone(Rollup._cron_catch_up(), "due after the shorter interval")
+
+    def test_checkpoint_cron_uses_checkpoint_interval(self):
+        from odoo.addons.mna_test_connector.connector import fetch
+
+        from mit_network_audit.journal import settings as journal_settings
+        from mit_network_audit.journal.keys import init_key
+
+        keydir = tempfile.mkdtemp(prefix="mna-odoo-ckpt-")
+        self.addCleanup(shutil.rmtree, keydir, True)
+        _key, path = init_key(os.path.join(keydir, "checkpoint.key"))
+        Param = self.env["ir.config_parameter"].sudo()
+        Param.set_param("mit_network_audit.key_path", path)
+        Report = self.env["network.audit.report"]
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+
+        def append():
+            fetch(f"http://127.0.0.1:{server.server_address[1]}/ckpt")
+            current_sink().flush(10)
+
+        journal_settings.set_setting(self.store, "checkpoint.interval_s", "3600", actor="test")
+        append()
+        Report._cron_checkpoint()  # whatever was due before (an old checkpoint or none)
+        append()
+        self.assertIsNone(Report._cron_checkpoint(), "signed again within checkpoint.interval_s")
+        journal_settings.set_setting(self.store, "checkpoint.interval_s", "1", actor="test")
+        time.sleep(1.1)
+        append()
+        self.assertIsNotNone(Report._cron_checkpoint(), "not signed after the shorter interval")
+
+    def test_vacuum_cron_only_after_retention_is_set(self):
+        from odoo.addons.mit_network_audit.models.res_config_settings import retention_days
+
+        from mit_network_audit.journal import settings as journal_settings
+        from mit_network_audit.journal.keys import init_key
+
+        Report = self.env["network.audit.report"]
+        # never set (a test database: forget an earlier test's value; the package has no 'unset')
+        self.store.execute_raw(
+            "DELETE FROM mna_meta WHERE key = %s", (journal_settings.PREFIX + "retention.days",)
+        )
+        self.assertEqual(journal_settings.get_settings(self.store)["retention.days"], 90)
+        self.assertIsNone(retention_days(self.store))
+        # the package's default of 90 days is not a decision: every row is kept, no key needed
+        self.assertIsNone(Report._cron_vacuum())
+        journal_settings.set_setting(self.store, "retention.days", "36500", actor="test")
+        self.assertEqual(
+            retention_days(self.store), journal_settings.get_settings(self.store)["retention.days"]
+        )
+        keydir = tempfile.mkdtemp(prefix="mna-odoo-vac-")
+        self.addCleanup(shutil.rmtree, keydir, True)
+        _key, path = init_key(os.path.join(keydir, "checkpoint.key"))
+        self.env["ir.config_parameter"].sudo().set_param("mit_network_audit.key_path", path)
+        result = Report._cron_vacuum()  # set: the vacuum runs with that window (nothing is that old here)
+        self.assertIsNotNone(result)
+        self.assertEqual(result.removed, 0, result)
+
+    def test_upgrade_moves_old_parameters(self):
+        """The addon's first version kept retention and disabled channels as system parameters: the
+        upgrade moves them into the package's settings (journaled, actor odoo-upgrade) and drops them;
+        the crons are set to wake every minute."""
+        from mit_network_audit.journal import settings as journal_settings
+        from mit_network_audit.runner import live_settings
+
+        keys = ("retention.days", "capture.disabled_channels")
+
+        def restore():
+            journal_settings.set_setting(self.store, "capture.disabled_channels", "", actor="test-cleanup")
+            live_settings.refresh()
+
+        self.addCleanup(restore)
+        for key in keys:  # as if never set in the journal
+            self.store.execute_raw("DELETE FROM mna_meta WHERE key = %s", (journal_settings.PREFIX + key,))
+        Param = self.env["ir.config_parameter"].sudo()
+        Param.set_param("mit_network_audit.retention_days", "45")
+        Param.set_param("mit_network_audit.disabled_channels", "pop3")
+        cron = self.env.ref("mit_network_audit.cron_checkpoint")
+        cron.write({"interval_number": 5})
+        since = (_journal_rows(self.env, "true")[-1:] or [(0,)])[0][0]
+        self.env["network.audit.report"]._sync_crons()
+        now = journal_settings.get_settings(self.store)
+        self.assertEqual((now["retention.days"], now["capture.disabled_channels"]), (45, ["pop3"]))
+        self.assertFalse(Param.get_param("mit_network_audit.retention_days"))
+        self.assertFalse(Param.get_param("mit_network_audit.disabled_channels"))
+        self.assertEqual(cron.interval_number, 1)
+        changes = journal_settings.changes_in(self.store, 0)
+        moved = {c["key"]: c for c in changes if c["seq"] > since}
+        self.assertEqual(set(moved), set(keys))
+        self.assertTrue(all(c["actor"] == "odoo-upgrade" for c in moved.values()), moved)
