@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
-from ..interceptor.event import BOOL_FIELDS, FIELD_NAMES, LIST_FIELDS, NetEvent
+from ..interceptor.event import BOOL_FIELDS, FIELD_NAMES, INT_FIELDS, LIST_FIELDS, NetEvent
 
 ZERO_HASH = bytes(32)
 _LEAF_PREFIX = b"\x00"
@@ -52,57 +52,170 @@ def chain(events, first_seq: int, prev_hash: bytes):
         seq += 1
 
 
-# -- fast paths (same bytes as canonical_bytes; pinned by tests/test_journal_canonical_fast.py) --------
-# The canonical document's keys in JCS order, with chain_seq slotted in: the encoder then needs no sort,
-# and tuples encode as JSON arrays exactly like the lists ``as_dict`` makes.
-_CANON_ORDER = tuple(sorted((*FIELD_NAMES, "chain_seq")))
-_SEQ_AT = _CANON_ORDER.index("chain_seq")
-_get_before = attrgetter(*_CANON_ORDER[:_SEQ_AT])
-_get_after = attrgetter(*_CANON_ORDER[_SEQ_AT + 1:])
-_get_fields = attrgetter(*FIELD_NAMES)
-_dumps_ordered = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# -- fast paths (same bytes as the reference above; pinned by tests/test_journal_canonical_fast.py) ------
+# The canonical document is the concatenation of its members in JCS key order:
+#     {"addon":A,"addon_author":B,"call_site":C,"chain_seq":N,"channel":D,...,"via":Z}
+# and the text of one member depends only on its field and its value.  Most values repeat from row to
+# row (hosts, channels, headers, call sites), so each field keeps a small memo: value -> member text
+# (',"host":"api.example.com"'), filled by the *reference* encoder on a miss.  A row is then one C-level
+# ``map`` of dict lookups and one ``str.join``: no per-row dict, no key sort, no JSON encoder call for
+# the repeated values.  The text around the members is baked into the first and last memo's text:
+# the 0x00 leaf prefix and "{" before "addon", '"chain_seq":' + a 0x01 marker after "call_site"
+# (JSON never emits a raw control character, so the marker is unambiguous), "}" after "via".
+#
+# A memo keyed by value alone would confuse values that are equal across types (1 == True == 1.0), so
+# a row takes the memo path only when every field has one of the types it is declared with (checked
+# in C per row as a tuple of types, against a set of the type tuples seen so far), and a tuple of
+# anything but str is encoded but never remembered.  Any other row goes the reference way.
+_N = len(FIELD_NAMES)
+_KEYS = tuple(sorted(FIELD_NAMES))  # the canonical order, chain_seq left out
+assert _KEYS[:3] == ("addon", "addon_author", "call_site") and sorted((*_KEYS, "chain_seq"))[3] == "chain_seq"
+_getm = dict.__getitem__
+_sha256 = hashlib.sha256
+_MEMO_LIMIT = 2048  # per field; a full memo starts over (unique values such as event_id just cycle)
+_NONE = type(None)
+
+
+def _as_stored_list(value):
+    """A list column as ``schema.decode_row`` reads it (NULL/'' = empty), for the canonical form."""
+    return list(json.loads(value)) if value else []
+
+
+class _Members(dict):
+    """value -> the canonical member text of one field, computed by the reference encoder on a miss."""
+
+    __slots__ = ("prefix", "suffix", "convert")
+
+    def __init__(self, key: str, convert=None) -> None:
+        super().__init__()
+        i = _KEYS.index(key)
+        self.prefix = ("\x00{" if i == 0 else ",") + _dumps(key) + ":"
+        self.suffix = ',"chain_seq":\x01' if key == "call_site" else ("}" if i == len(_KEYS) - 1 else "")
+        self.convert = convert
+
+    def __missing__(self, value):
+        text = self.prefix + _dumps(value if self.convert is None else self.convert(value)) + self.suffix
+        if type(value) is tuple and not all(type(x) is str for x in value):
+            return text  # (1,) == (True,): never remembered
+        if len(self) >= _MEMO_LIMIT:
+            self.clear()
+        self[value] = text
+        return text
+
+
+def _types(key: str, *, stored: bool) -> frozenset:
+    if key in LIST_FIELDS:
+        return frozenset({str, _NONE}) if stored else frozenset({tuple})
+    if key in BOOL_FIELDS:
+        return frozenset({bool, int, _NONE}) if stored else frozenset({bool})
+    if key in INT_FIELDS:
+        return frozenset({int, _NONE})
+    return frozenset({str, _NONE})
+
+
+class _Encoder:
+    """The memo path for one source of rows: NetEvents (append) or stored tuples (verify)."""
+
+    def __init__(self, *, stored: bool) -> None:
+        def convert(key):
+            if stored and key in LIST_FIELDS:
+                return _as_stored_list
+            if stored and key in BOOL_FIELDS:
+                return bool
+            return None
+
+        self.memos = tuple(_Members(k, convert(k)) for k in _KEYS)
+        self.allowed = tuple(_types(k, stored=stored) for k in _KEYS)
+        self.signatures: dict[tuple, bool] = {}
+
+    def members(self, values: tuple) -> tuple | None:
+        """The member texts of a row whose values are in canonical order, or None (use the reference)."""
+        sig = tuple(map(type, values))
+        ok = self.signatures.get(sig)
+        if ok is None:
+            ok = all(t in a for t, a in zip(sig, self.allowed, strict=True))
+            if len(self.signatures) >= _MEMO_LIMIT:
+                self.signatures.clear()
+            self.signatures[sig] = ok
+        if not ok:
+            return None
+        try:
+            return tuple(map(_getm, self.memos, values))
+        except TypeError:  # an unhashable value: a list or dict inside a tuple
+            return None
+
+
+_EVENTS = _Encoder(stored=False)
+_STORED = _Encoder(stored=True)
+_canon_values = attrgetter(*_KEYS)
+_stored_canon_values = itemgetter(*(1 + FIELD_NAMES.index(k) for k in _KEYS))
+# Column values in FIELD_NAMES order from the canonical-order values.
+_columns = itemgetter(*(_KEYS.index(n) for n in FIELD_NAMES))
+# List columns store the member's value text: (column index, member index, slice start, slice end).
+_LIST_COLUMNS = tuple(
+    (FIELD_NAMES.index(k), i, len(_EVENTS.memos[i].prefix), -len(_EVENTS.memos[i].suffix) or None)
+    for i, k in enumerate(_KEYS) if k in LIST_FIELDS)
 _LIST_AT = tuple(i for i, n in enumerate(FIELD_NAMES) if n in LIST_FIELDS)
 _BOOL_AT = tuple(i for i, n in enumerate(FIELD_NAMES) if n in BOOL_FIELDS)
-_N = len(FIELD_NAMES)
-_sha256 = hashlib.sha256
 
 
-def prepare_rows(events, *, bool_as_int: bool) -> list[tuple[bytes, bytes, list]]:
+def _reference_columns(fields: dict, bool_as_int: bool) -> list:
+    values = [fields[name] for name in FIELD_NAMES]
+    for i in _LIST_AT:
+        values[i] = _dumps_list(values[i])
+    if bool_as_int:
+        for i in _BOOL_AT:
+            values[i] = int(values[i])
+    return values
+
+
+_dumps_list = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # = schema.encode_fields
+
+
+def prepare_rows(events, *, bool_as_int: bool) -> list[tuple]:
     """The part of chaining that does not depend on ``chain_seq`` or ``prev_hash``, done *before* a
-    writer takes the journal lock: per event, the canonical JSON before and after the ``chain_seq``
-    member, and the encoded column values.  ``link_prepared`` finishes the job under the lock.
-
-    The halves are two JSON objects encoded separately, so splicing ``"chain_seq":N`` between them
-    gives exactly the one-object encoding: the keys are already in JCS order and nothing else moves.
+    writer takes the journal lock: per event, the leaf hash input before and after the ``chain_seq``
+    value (0x00 prefix included), and the encoded column values.  ``link_prepared`` finishes the job
+    under the lock.  A row the memo path cannot take is kept as (None, its fields, its columns) and
+    hashed the reference way in ``link_prepared``.
     """
     out = []
-    dumps, before, after, fields_of = _dumps_ordered, _get_before, _get_after, _get_fields
-    keys_before, keys_after = _CANON_ORDER[:_SEQ_AT], _CANON_ORDER[_SEQ_AT + 1:]
-    list_at, bool_at = _LIST_AT, _BOOL_AT
+    append = out.append
+    members_of, canon_values, columns = _EVENTS.members, _canon_values, _columns
+    list_columns, bool_at = _LIST_COLUMNS, _BOOL_AT
     for event in events:
-        head = dumps(dict(zip(keys_before, before(event), strict=True)))
-        tail = dumps(dict(zip(keys_after, after(event), strict=True)))
-        values = list(fields_of(event))
-        for i in list_at:
-            values[i] = dumps(values[i])
+        values = canon_values(event)
+        members = members_of(values)
+        if members is None:
+            fields = event.as_dict()
+            append((None, fields, _reference_columns(fields, bool_as_int)))
+            continue
+        head, _, tail = "".join(members).encode("utf-8").partition(b"\x01")
+        cols = list(columns(values))
+        for col, at, start, end in list_columns:
+            cols[col] = members[at][start:end]
         if bool_as_int:
             for i in bool_at:
-                values[i] = int(values[i])
-        out.append(((head[:-1] + ',"chain_seq":').encode("utf-8"), ("," + tail[1:]).encode("utf-8"), values))
+                cols[i] = int(cols[i])
+        append((head, tail, cols))
     return out
 
 
 def link_prepared(prepared, first_seq: int, prev_hash: bytes) -> list[tuple]:
     """Stored tuples (seq, *encoded fields, leaf, prev, row) hex, continuing after ``prev_hash``."""
     out = []
+    append = out.append
     sha = _sha256
     seq = first_seq
     prev_hex = prev_hash.hex()
     for head, tail, values in prepared:
-        leaf = sha(b"\x00" + head + str(seq).encode() + tail).digest()
+        if head is None:
+            leaf = sha(b"\x00" + canonical_bytes(tail, seq)).digest()
+        else:
+            leaf = sha(head + b"%d" % seq + tail).digest()
         row = sha(b"\x02" + prev_hash + leaf).digest()
         row_hex = row.hex()
-        out.append((seq, *values, leaf.hex(), prev_hex, row_hex))
+        append((seq, *values, leaf.hex(), prev_hex, row_hex))
         prev_hash, prev_hex = row, row_hex
         seq += 1
     return out
@@ -111,23 +224,45 @@ def link_prepared(prepared, first_seq: int, prev_hash: bytes) -> list[tuple]:
 def chain_rows(events, first_seq: int, prev_hash: bytes, *, bool_as_int: bool) -> list[tuple]:
     """The stored tuples for a batch, ready for INSERT/COPY: (seq, *encoded fields, leaf, prev, row) hex.
 
-    Same bytes as ``chain`` + ``schema.encode_fields`` without the per-row dict copies and key sort.
+    Same bytes as ``chain`` + ``schema.encode_fields``.
     """
     return link_prepared(prepare_rows(events, bool_as_int=bool_as_int), first_seq, prev_hash)
+
+
+def _stored_leaf_input(raw) -> bytes | None:
+    """0x00 || canonical bytes of a stored tuple by the memo path, or None when it cannot say."""
+    seq = raw[0]
+    if type(seq) is not int:
+        return None
+    try:
+        members = _STORED.members(_stored_canon_values(raw))
+    except Exception:  # a list column that is not JSON of a list (ValueError, TypeError, RecursionError)
+        return None
+    if members is None:
+        return None
+    return "".join(members).encode("utf-8").replace(b"\x01", b"%d" % seq, 1)
+
+
+def stored_leaf(raw) -> bytes | None:
+    """The leaf hash of a stored tuple (seq, *FIELD_NAMES columns, leaf, prev, row) computed from its
+    columns the fast way, or None when only the reference path (``schema.decode_row`` + NetEvent) can
+    tell.  Where it answers, it is the reference's answer."""
+    data = _stored_leaf_input(raw)
+    return None if data is None else _sha256(data).digest()
 
 
 def raw_canonical(raw) -> bytes:
     """Canonical bytes straight from a stored tuple (seq, *FIELD_NAMES columns, leaf, prev, row).
 
-    Lists are stored as JSON text (NULL/'' = empty), booleans as 0/1 on SQLite: decoded the same way
+    Lists are stored as JSON text (NULL/'' = empty), booleans as 0/1 on SQLite: read the same way
     ``schema.decode_row`` does, without building a NetEvent.
     """
+    data = _stored_leaf_input(raw)
+    if data is not None:
+        return data[1:]
     values = list(raw[1:1 + _N])
     for i in _LIST_AT:
-        v = values[i]
-        values[i] = json.loads(v) if v else []
+        values[i] = _as_stored_list(values[i])
     for i in _BOOL_AT:
         values[i] = bool(values[i])
-    doc = dict(zip(FIELD_NAMES, values, strict=True))
-    doc["chain_seq"] = raw[0]
-    return _dumps(doc).encode("utf-8")
+    return canonical_bytes(dict(zip(FIELD_NAMES, values, strict=True)), raw[0])

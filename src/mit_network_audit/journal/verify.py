@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from . import schema
-from .canonical import ZERO_HASH, canonical_bytes, leaf_hash, raw_canonical
+from .canonical import ZERO_HASH, canonical_bytes, leaf_hash, stored_leaf
 
 CHUNK = 50_000
 PARALLEL_MIN_ROWS = 100_000
@@ -39,10 +39,8 @@ class VerifyResult:
 
 
 def _leaf_ok(raw) -> bool:
-    """Does the stored tuple's content hash to its stored leaf_hash?"""
-    if hashlib.sha256(b"\x00" + raw_canonical(raw)).hexdigest() == raw[-3]:
-        return True
-    # Slow path, only for a row that failed: exactly what the journal hashed (NetEvent round trip).
+    """Does the stored tuple's content hash to its stored leaf_hash?  The reference way: exactly what
+    the journal hashed (NetEvent round trip); ``check_rows`` asks only for a row the fast path failed."""
     try:
         jr = schema.decode_row(raw)
         return leaf_hash(canonical_bytes(jr.event.as_dict(), jr.chain_seq)).hex() == jr.leaf_hash
@@ -52,9 +50,14 @@ def _leaf_ok(raw) -> bool:
 
 def check_rows(raw_rows, expected_seq: int, prev: bytes | None):
     """Check stored tuples in order from ``expected_seq`` after ``prev`` (None: do not check the first
-    row's prev_hash).  Returns (next expected seq, last row hash, rows checked) or a VerifyResult."""
+    row's prev_hash).  Returns (next expected seq, last row hash, rows checked) or a VerifyResult.
+
+    Per row: the leaf from the columns (``canonical.stored_leaf``, the reference path only when that
+    cannot say or disagrees), then the link computed from the bytes already in hand (the previous
+    row's computed hash, this row's computed leaf) and compared with the stored hex."""
     n = 0
     sha = hashlib.sha256
+    fast_leaf = stored_leaf
     prev_hex = prev.hex() if prev is not None else None
     for raw in raw_rows:
         seq = raw[0]
@@ -63,23 +66,30 @@ def check_rows(raw_rows, expected_seq: int, prev: bytes | None):
             kind = "gap" if seq > expected_seq else "fork"
             return VerifyResult(False, n, None, None, expected_seq, kind,
                                 f"chain_seq {expected_seq} is missing (next stored row is {seq})")
-        if not _leaf_ok(raw):
-            return VerifyResult(False, n, None, None, seq, "hash_mismatch",
-                                f"row {seq}: its content does not match its leaf_hash (a field was changed)")
+        leaf = fast_leaf(raw)
+        if leaf is None or leaf.hex() != leaf_hex:
+            if not _leaf_ok(raw):
+                return VerifyResult(False, n, None, None, seq, "hash_mismatch",
+                                    f"row {seq}: its content does not match its leaf_hash (a field was changed)")
+            leaf = None
         if prev_hex is not None and stored_prev != prev_hex:
             return VerifyResult(False, n, None, None, seq, "link_broken",
                                 f"row {seq}: prev_hash does not match row {seq - 1}'s row_hash")
         try:
-            row = sha(b"\x02" + bytes.fromhex(stored_prev) + bytes.fromhex(leaf_hex)).digest()
+            if prev_hex is None or leaf is None:  # first row of a range / leaf known only as hex
+                prev = bytes.fromhex(stored_prev)
+                leaf = bytes.fromhex(leaf_hex)
+            row = sha(b"\x02" + prev + leaf).digest()
         except (ValueError, TypeError):
             return VerifyResult(False, n, None, None, seq, "hash_mismatch", f"row {seq}: malformed hash")
         prev_hex = row.hex()
         if prev_hex != row_hex:
             return VerifyResult(False, n, None, None, seq, "hash_mismatch",
                                 f"row {seq}: row_hash does not match SHA-256(0x02 || prev || leaf)")
+        prev = row
         expected_seq = seq + 1
         n += 1
-    return expected_seq, (bytes.fromhex(prev_hex) if prev_hex is not None else prev), n
+    return expected_seq, prev, n
 
 
 def _check_range(store, lo: int, hi: int):
