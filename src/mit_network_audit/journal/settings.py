@@ -164,18 +164,18 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "retention.days", "int", 90,
-            "Days journal rows are kept: `vacuum` without --older-than removes older rows "
+            "Days journal rows are kept: vacuum without --older-than removes older rows "
             "(anchor row and signed checkpoint first).",
             _int(1, 36500), unit="days",
         ),
         Setting(
             "rollup.interval_s", "int", 60,
-            "Seconds between rollup passes of `rollup --loop` (the pages also roll up on demand).",
+            "Seconds between rollup passes of rollup --loop (the pages also roll up on demand).",
             _int(1, 86400), unit="s",
         ),
         Setting(
             "checkpoint.interval_s", "int", 300,
-            "Seconds between signed checkpoints of `checkpoint --loop` (unless --interval is given).",
+            "Seconds between signed checkpoints of checkpoint --loop (unless --interval is given).",
             _int(1, 7 * 86400), unit="s",
         ),
         Setting(
