@@ -358,3 +358,26 @@ def test_live_keeps_last_settings_when_the_database_goes_away(pg_dsn, live):
     S.set_setting(store, "capture.disabled_channels", "imap", actor="olga")
     store.close()
     assert _wait(lambda: capture.runtime.disabled == {"imap"})
+
+
+def test_live_journal_down_at_start_applies_at_first_read(pg_dsn, live):
+    """A process that starts while its journal cannot be read captures everything (fail-open) and
+    takes the settings at the poller's first successful read."""
+    import psycopg
+
+    from pg_support import PG_ADMIN
+
+    name = pg_dsn.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        seen = []
+        live.start(pg_dsn)  # never raises
+        live.on_change(lambda s: seen.append(s["capture.disabled_channels"]))
+        live.follow_disabled_channels(())
+        assert live.current() is None and capture.runtime.disabled == frozenset() and seen == []
+        admin.execute(f"CREATE DATABASE {name}")
+    store = open_store(pg_dsn)
+    S.set_setting(store, "capture.disabled_channels", "pop3", actor="olga")
+    store.close()
+    assert _wait(lambda: capture.runtime.disabled == {"pop3"})
+    assert seen == [["pop3"]]

@@ -16,7 +16,7 @@ import threading
 from ..interceptor import capture
 
 _state: dict = {"dsn": None, "tap": None, "writer": None, "pid": None, "subscribed": False, "poller": None}
-POLL_ENV = "MNA_FORENSIC_POLL"  # fallback poller's period, only when runner.live_settings cannot read
+POLL_ENV = "MNA_FORENSIC_POLL"  # fallback poller's period, only when runner.live_settings is unusable
 _lock = threading.RLock()
 _poll_wake = threading.Event()
 
@@ -77,8 +77,9 @@ def start(dsn: str) -> None:
 
     Follows the settings through ``runner.live_settings`` (one poller per process, which also
     applies disabled channels): ``live_settings.start(dsn)`` reads them now and ``on_change(apply)``
-    hands them to ``apply`` at once and at every later change.  Without that module, or if it fails,
-    a read here and the fallback poller (``$MNA_FORENSIC_POLL`` seconds) do the same."""
+    hands them to ``apply`` at once and at every later change (a journal that is down at start: at
+    its first successful read).  Only without that module (or if it raises) do a read here and the
+    fallback poller (``$MNA_FORENSIC_POLL`` seconds) do the same."""
     _state["dsn"] = dsn
     _state["scope"] = None
     _state["sink"] = capture.runtime.sink  # the poller follows this installation only
@@ -89,14 +90,15 @@ def start(dsn: str) -> None:
     if live_settings is not None:
         try:
             live_settings.start(dsn)
-            settings = live_settings.current()
-            if settings is not None:
-                if not _state["subscribed"]:
-                    live_settings.on_change(apply)  # applies the current settings now, then each change
-                    _state["subscribed"] = True
-                elif _state["scope"] is None:  # not applied yet by the read above (settings unchanged)
-                    apply(settings)
-                return
+            settings = live_settings.current()  # None: the journal could not be read (yet)
+            if not _state["subscribed"]:
+                # applies the current settings now (if read), then each change — including the first
+                # successful read of a journal that was down at start (capture stays off until then)
+                live_settings.on_change(apply)
+                _state["subscribed"] = True
+            elif settings is not None and _state["scope"] is None:  # unchanged, so not applied above
+                apply(settings)
+            return
         except Exception:
             capture.counters["errors.forensic_boot"] += 1
     try:
