@@ -61,8 +61,9 @@ class BatchingSink:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._start_lock = threading.Lock()
-        self._write_lock = threading.Lock()  # held around the store's use; os.fork waits for it
-        self._lost_lock = threading.Lock()  # the lost count is bumped by emitters and the writer
+        # Re-entrant: a SIGTERM handler (runner/boot.py) may flush from the main thread while it holds them.
+        self._write_lock = threading.RLock()  # held around the store's use; os.fork waits for it
+        self._lost_lock = threading.RLock()  # the lost count is bumped by emitters and the writer
         self._lost_internal = 0  # of those lost, how many were the auditor's own internal rows
         self._unwritable = "database_unreachable"  # the reason of the last failed write
 
