@@ -104,3 +104,15 @@ def test_wall_clock_steps_back(h, work):
     intact(r)
     assert r["exact"] and r["gap_rows"] == 0, r["processes"]
     assert r["clock_backwards_steps"] >= 1  # the step really happened inside the audited process
+
+
+def test_gunicorn_sigterm_unchanged(h, work):
+    """gunicorn installs its own SIGTERM handlers (master and workers): the auditor's boot handler is
+    replaced, and a SIGTERM still ends gunicorn gracefully with status 0, every row written."""
+    import signal
+
+    r = h.load_run("wsgi", "sqlite", 3, work, stop_signal=signal.SIGTERM, stop_app_only=True)
+    intact(r)
+    assert r["exact"], r["processes"]
+    assert r["exit_status"] == 0, r["exit_status"]
+    assert sum(p["stop_rows"] for p in r["processes"].values()) == 1  # the master's own stop row
