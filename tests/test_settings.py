@@ -381,3 +381,28 @@ def test_live_journal_down_at_start_applies_at_first_read(pg_dsn, live):
     store.close()
     assert _wait(lambda: capture.runtime.disabled == {"pop3"})
     assert seen == [["pop3"]]
+
+
+def test_concurrent_writers_chain_old_to_new(pg_dsn):
+    """Two officers saving at once (PostgreSQL): every settings row's old is the previous row's new."""
+    open_store(pg_dsn).close()
+
+    def writer(values):
+        store = open_store(pg_dsn)
+        for v in values:
+            S.set_setting(store, "retention.days", str(v), actor=f"w{values[0]}")
+        store.close()
+
+    threads = [threading.Thread(target=writer, args=(list(range(start, start + 400, 2)),)) for start in (100, 101)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store = open_store(pg_dsn)
+    rows = settings_rows(store)[::-1]
+    assert len(rows) == 400
+    assert rows[0]["old"] == "90"
+    assert all(a["new"] == b["old"] for a, b in zip(rows, rows[1:], strict=False))
+    assert S.get_settings(store)["retention.days"] == int(rows[-1]["new"])
+    assert verify(store).ok
+    store.close()

@@ -308,7 +308,7 @@ def set_settings(store, changes: Mapping[str, Any] | Iterable[tuple[str, Any]], 
         setting = known(str(key).strip())
         parsed.append((setting, _text(setting.parse(raw))))
     made = []
-    with capture.suppressed():
+    with capture.suppressed(), _writers_lock(store):
         current = {k: _text(v) for k, v in from_stored(_stored(store)).items()}
         for setting, new in parsed:
             old = current[setting.key]
@@ -324,6 +324,32 @@ def set_settings(store, changes: Mapping[str, Any] | Iterable[tuple[str, Any]], 
             current[setting.key] = new
             made.append({"key": setting.key, "old": shown_old, "new": shown_new})
     return made
+
+
+LOCK_KEY = 0x6D6E615F73657474  # "mna_sett": PostgreSQL advisory lock serialising settings writers
+
+
+class _writers_lock:
+    """PostgreSQL: one settings writer at a time (session advisory lock), so each row's ``old`` is
+    the previous row's ``new`` even when two officers save at once.  SQLite: nothing (the append's
+    own ``BEGIN IMMEDIATE`` serialises the rows; two simultaneous changes of one key may both name
+    the same ``old``)."""
+
+    def __init__(self, store) -> None:
+        self.store = store if getattr(store, "kind", "") == "postgres" else None
+
+    def __enter__(self):
+        if self.store is not None:
+            self.store.execute_raw("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        return self
+
+    def __exit__(self, *exc):
+        if self.store is not None:
+            try:
+                self.store.execute_raw("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+            except Exception:
+                pass  # a broken connection releases its session locks by itself
+        return False
 
 
 def changes_in(store, since_us: int, key: str | None = None, limit: int = 200) -> list[dict]:
