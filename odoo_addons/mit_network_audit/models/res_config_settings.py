@@ -32,7 +32,6 @@ PACKAGE_FIELDS = {
     "mna_forensic_max_bytes": "forensic.max_bytes",
     "mna_forensic_retention_days": "forensic.retention_days",
 }
-FORENSIC_FIELDS = {k: v for k, v in PACKAGE_FIELDS.items() if v.startswith("forensic.")}  # (kept for callers)
 PARAM_FIELDS = {
     "mna_key_path": "mit_network_audit.key_path",
     "mna_witness_path": "mit_network_audit.witness_path",
