@@ -27,6 +27,7 @@ from ..report.catalogue import load_catalogue
 from ..report.trust import build_report
 from . import charts
 from .auth import Accounts, Principal, role_at_least
+from .params import BEFORE, SEQ
 
 HERE = os.path.dirname(__file__)
 SESSION_COOKIE = "mna_session"
@@ -189,7 +190,7 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
 
     @app.get("/log", response_class=HTMLResponse)
     def log_page(request: Request, filter: str = "all", q: str | None = None, addon: str | None = None,
-                 host: str | None = None, channel: str | None = None, before: int | None = None,
+                 host: str | None = None, channel: str | None = None, before: int | None = BEFORE,
                  who: Principal = Depends(require("auditor"))):
         rows = store.rows(log_filter(filter, q, addon, host, channel), before_seq=before, limit=50)
         return page(request, "log.html", who, rows=rows, filter=filter, q=q or "", addon=addon or "",
@@ -197,7 +198,7 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
                     next_before=rows[-1].chain_seq if len(rows) == 50 else None)
 
     @app.get("/row/{seq}", response_class=HTMLResponse)
-    def row_page(request: Request, seq: int, who: Principal = Depends(require("auditor"))):
+    def row_page(request: Request, seq: int = SEQ, who: Principal = Depends(require("auditor"))):
         row = store.get(seq)
         if row is None:
             raise HTTPException(404, f"no row {seq}")
@@ -214,7 +215,7 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
 
     @app.get("/api/rows")
     def api_rows(filter: str = "all", q: str | None = None, addon: str | None = None, host: str | None = None,
-                 channel: str | None = None, before: int | None = None, limit: int = 100,
+                 channel: str | None = None, before: int | None = BEFORE, limit: int = 100,
                  who: Principal = Depends(require("auditor"))):
         if not 1 <= limit <= 1000:
             raise HTTPException(400, "limit must be between 1 and 1000")
@@ -222,7 +223,7 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
         return {"rows": [r.as_dict() for r in rows], "next_before": rows[-1].chain_seq if len(rows) == limit else None}
 
     @app.get("/api/rows/{seq}")
-    def api_row(seq: int, who: Principal = Depends(require("auditor"))):
+    def api_row(seq: int = SEQ, who: Principal = Depends(require("auditor"))):
         row = store.get(seq)
         if row is None:
             raise HTTPException(404, f"no row {seq}")

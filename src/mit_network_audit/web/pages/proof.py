@@ -19,17 +19,17 @@ from __future__ import annotations
 import contextlib
 import json
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from ...journal import checkpoint as ckpt
 from ...journal import merkle
 from ...journal.canonical import event_canonical, leaf_hash
 from ...journal.keys import KeyProblem, Verifier, load_verifier
+from ..params import SEQ
 from ..registry import Context, page_module
 
 FORMAT = "mit-network-audit/row-inclusion-proof/v1"
-SEQ = Path(ge=1, le=2**62, description="the row's chain_seq")
 
 
 class ProofProblem(Exception):
