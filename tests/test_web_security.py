@@ -129,4 +129,4 @@ def test_api_fuzz_no_500(live):
     huge = str(2**70)
     for route in (f"/log?before={huge}", f"/api/rows?before=-{huge}", f"/row/{huge}", f"/api/rows/{huge}",
                   f"/row/{huge}/proof"):
-        assert session.get(live.url + route).status_code == 422, route
+        assert 400 <= session.get(live.url + route).status_code < 500, route
