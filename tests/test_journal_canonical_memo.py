@@ -14,7 +14,14 @@ import pytest
 
 from mit_network_audit.interceptor.event import NetEvent, new_event_id
 from mit_network_audit.journal import canonical, schema
-from mit_network_audit.journal.canonical import ZERO_HASH, canonical_bytes, chain, chain_rows, stored_leaf
+from mit_network_audit.journal.canonical import (
+    ZERO_HASH,
+    canonical_bytes,
+    chain,
+    chain_rows,
+    stored_leaf,
+    stored_leaves,
+)
 from test_journal_canonical_batched import build
 
 
@@ -129,8 +136,9 @@ def test_stored_leaf_is_the_reference_leaf_or_no_answer(name, value):
         ref = reference_leaf(raw)
         if fast is not None:
             assert fast == ref
-        # and twice (the second time from the memo)
+        # and again (from the memo), and in verify's batch loop
         assert stored_leaf(raw) == fast
+        assert stored_leaves([raw, raw]) == [fast, fast]
 
 
 def test_stored_leaf_answers_for_what_the_writer_wrote():
@@ -138,9 +146,10 @@ def test_stored_leaf_answers_for_what_the_writer_wrote():
     texts = ["", "a", "é\u2028", '"\\', "\x00\x1f"]
     events = [build(rng, texts, [0, 1, -1, 2**53 - 1]) for _ in range(300)]
     for bool_as_int in (True, False):  # SQLite keeps 0/1, PostgreSQL booleans
-        for raw in chain_rows(events, 7, ZERO_HASH, bool_as_int=bool_as_int):
-            assert stored_leaf(raw) is not None
-            assert stored_leaf(raw).hex() == raw[-3] == reference_leaf(raw).hex()
+        raws = chain_rows(events, 7, ZERO_HASH, bool_as_int=bool_as_int)
+        for raw, leaf in zip(raws, stored_leaves(raws), strict=True):
+            assert stored_leaf(raw) == leaf is not None
+            assert leaf.hex() == raw[-3] == reference_leaf(raw).hex()
 
 
 def test_a_changed_list_column_is_caught_by_verify(tmp_path):

@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from . import schema
-from .canonical import ZERO_HASH, canonical_bytes, leaf_hash, stored_leaf
+from .canonical import ZERO_HASH, canonical_bytes, leaf_hash, stored_leaves
 
 CHUNK = 50_000
 PARALLEL_MIN_ROWS = 100_000
@@ -52,21 +52,20 @@ def check_rows(raw_rows, expected_seq: int, prev: bytes | None):
     """Check stored tuples in order from ``expected_seq`` after ``prev`` (None: do not check the first
     row's prev_hash).  Returns (next expected seq, last row hash, rows checked) or a VerifyResult.
 
-    Per row: the leaf from the columns (``canonical.stored_leaf``, the reference path only when that
+    Per row: the leaf from the columns (``canonical.stored_leaves``, the reference path only when that
     cannot say or disagrees), then the link computed from the bytes already in hand (the previous
     row's computed hash, this row's computed leaf) and compared with the stored hex."""
     n = 0
     sha = hashlib.sha256
-    fast_leaf = stored_leaf
+    raw_rows = raw_rows if isinstance(raw_rows, list) else list(raw_rows)
     prev_hex = prev.hex() if prev is not None else None
-    for raw in raw_rows:
+    for raw, leaf in zip(raw_rows, stored_leaves(raw_rows), strict=True):
         seq = raw[0]
         leaf_hex, stored_prev, row_hex = raw[-3], raw[-2], raw[-1]
         if seq != expected_seq:
             kind = "gap" if seq > expected_seq else "fork"
             return VerifyResult(False, n, None, None, expected_seq, kind,
                                 f"chain_seq {expected_seq} is missing (next stored row is {seq})")
-        leaf = fast_leaf(raw)
         if leaf is None or leaf.hex() != leaf_hex:
             if not _leaf_ok(raw):
                 return VerifyResult(False, n, None, None, seq, "hash_mismatch",
