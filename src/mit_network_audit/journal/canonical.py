@@ -71,6 +71,7 @@ _N = len(FIELD_NAMES)
 _KEYS = tuple(sorted(FIELD_NAMES))  # the canonical order, chain_seq left out
 assert _KEYS[:3] == ("addon", "addon_author", "call_site") and sorted((*_KEYS, "chain_seq"))[3] == "chain_seq"
 _getm = dict.__getitem__
+_encode_str = json.encoder.encode_basestring  # the C one when there is one, as JSONEncoder uses
 _sha256 = hashlib.sha256
 _MEMO_LIMIT = 2048  # per field; a full memo starts over (unique values such as event_id just cycle)
 _NONE = type(None)
@@ -94,7 +95,16 @@ class _Members(dict):
         self.convert = convert
 
     def __missing__(self, value):
-        text = self.prefix + _dumps(value if self.convert is None else self.convert(value)) + self.suffix
+        t = type(value)
+        if self.convert is not None:
+            text = _dumps(self.convert(value))
+        elif t is str:
+            text = _encode_str(value)  # what the encoder does with a str
+        elif t is int:
+            text = int.__repr__(value)  # ... and with an int
+        else:
+            text = _dumps(value)
+        text = self.prefix + text + self.suffix
         if type(value) is tuple and not all(type(x) is str for x in value):
             return text  # (1,) == (True,): never remembered
         if len(self) >= _MEMO_LIMIT:
