@@ -211,10 +211,9 @@ def prepare_rows(events, *, bool_as_int: bool) -> list[tuple]:
     return out
 
 
-def link_prepared(prepared, first_seq: int, prev_hash: bytes) -> list[tuple]:
-    """Stored tuples (seq, *encoded fields, leaf, prev, row) hex, continuing after ``prev_hash``."""
-    out = []
-    append = out.append
+def iter_linked(prepared, first_seq: int, prev_hash: bytes):
+    """Stored tuples (seq, *encoded fields, leaf, prev, row) hex, continuing after ``prev_hash``, one at
+    a time (a COPY can stream each row to the server as soon as it is linked)."""
     sha = _sha256
     seq = first_seq
     prev_hex = prev_hash.hex()
@@ -225,10 +224,14 @@ def link_prepared(prepared, first_seq: int, prev_hash: bytes) -> list[tuple]:
             leaf = sha(head + b"%d" % seq + tail).digest()
         row = sha(b"\x02" + prev_hash + leaf).digest()
         row_hex = row.hex()
-        append((seq, *values, leaf.hex(), prev_hex, row_hex))
+        yield (seq, *values, leaf.hex(), prev_hex, row_hex)
         prev_hash, prev_hex = row, row_hex
         seq += 1
-    return out
+
+
+def link_prepared(prepared, first_seq: int, prev_hash: bytes) -> list[tuple]:
+    """Stored tuples (seq, *encoded fields, leaf, prev, row) hex, continuing after ``prev_hash``."""
+    return list(iter_linked(prepared, first_seq, prev_hash))
 
 
 def chain_rows(events, first_seq: int, prev_hash: bytes, *, bool_as_int: bool) -> list[tuple]:

@@ -18,7 +18,7 @@ import psycopg
 
 from ..interceptor.event import NetEvent
 from . import schema
-from .canonical import ZERO_HASH, link_prepared, prepare_rows
+from .canonical import ZERO_HASH, iter_linked, prepare_rows
 from .store import JournalRow, RowFilter
 
 LOCK_KEY = 0x6D6E615F6A726E  # "mna_jrn": the journal writers' advisory lock
@@ -109,11 +109,14 @@ class PostgresStore:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
             head = conn.execute(f"SELECT chain_seq, row_hash FROM {T} ORDER BY chain_seq DESC LIMIT 1").fetchone()
             seq, prev = (head[0] + 1, bytes.fromhex(head[1])) if head else (1, ZERO_HASH)
-            rows = link_prepared(prepared, seq, prev)
+            rows = []
             with conn.cursor() as cur, cur.copy(_COPY) as copy:
-                write_row = copy.write_row
-                for row in rows:
+                # Linked and written row by row: COPY sends every ~32 KiB, so the server inserts the
+                # first rows while the rest are still being hashed.
+                write_row, keep = copy.write_row, rows.append
+                for row in iter_linked(prepared, seq, prev):
                     write_row(row)
+                    keep(row)
         return [JournalRow(r[0], e, r[-3], r[-2], r[-1]) for r, e in zip(rows, events, strict=True)]
 
     def _query(self, sql: str, params: Iterable = ()) -> list:
