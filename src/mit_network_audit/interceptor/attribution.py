@@ -116,8 +116,8 @@ class DistributionAttributor:
         self._transport = frozenset(transport_libraries)
         self._max_depth = max_depth
         self._module_cache: dict = {}  # module name -> what the name alone decides
-        self._code_cache: dict = {}  # id(code) -> (kind, ..., code) for modules that may own calls
-        self._owners: dict[tuple, Owner] = {}  # (id(code), f_lasti, *via) -> Owner (immutable, shared)
+        self._code_cache: dict = {}  # (file, first line, qualname) -> (kind, ..., code)
+        self._owners: dict[tuple, tuple] = {}  # (code key, f_lasti, *via) -> (code, Owner)
         self._owner_cache: dict[str, tuple[str, str | None]] = {}
         self._dist_map: dict[str, list[str]] | None = None
         self._lock = threading.Lock()
@@ -146,28 +146,33 @@ class DistributionAttributor:
             kind = info[0]
             if kind == _CANDIDATE:
                 code = frame.f_code
-                # Keyed by id(code): hashing a code object rehashes its constants every time.
-                # The entry keeps the code object alive, so its id cannot be reused while cached.
-                cinfo = codes.get(id(code))
+                # Keyed by (file, first line, qualified name), not by the code object (hashing a
+                # code object rehashes its constants) nor by id(code) (``id()`` raises a
+                # ``builtins.id`` audit event: a call into every audit hook).  The entry keeps the
+                # code object and is checked by identity, so a key shared by two code objects only
+                # costs a re-classification, never a wrong answer.
+                ckey = (code.co_filename, code.co_firstlineno, code.co_qualname)
+                cinfo = codes.get(ckey)
                 if cinfo is None or cinfo[-1] is not code:
-                    cinfo = codes[id(code)] = (*self._classify_code(name, info, code), code)
+                    cinfo = codes[ckey] = (*self._classify_code(name, info, code), code)
                 kind = cinfo[0]
                 if kind == _OWNER:
                     # Keyed by the instruction offset: f_lineno scans the code's line table.
                     lasti = frame.f_lasti
                     if via:
                         via.reverse()
-                        key = (id(code), lasti, *via)
+                        key = (ckey, lasti, *via)
                     else:
-                        key = (id(code), lasti)
+                        key = (ckey, lasti)
                     owners = self._owners
-                    owner = owners.get(key)
-                    if owner is None:
-                        owner = Owner(
-                            cinfo[1], cinfo[2], f"{cinfo[3]}:{frame.f_lineno} in {code.co_name}", tuple(via)
-                        )
-                        if len(owners) < 8192:
-                            owners[key] = owner
+                    entry = owners.get(key)
+                    if entry is not None and entry[0] is code:
+                        return entry[1]
+                    owner = Owner(
+                        cinfo[1], cinfo[2], f"{cinfo[3]}:{frame.f_lineno} in {code.co_name}", tuple(via)
+                    )
+                    if len(owners) < 8192:
+                        owners[key] = (code, owner)
                     return owner
                 info = cinfo
             if kind == _VIA:
