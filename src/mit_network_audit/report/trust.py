@@ -291,7 +291,7 @@ def build_report(
                 {"hosts": hosts[:50]},
             )
         )
-    if not any(x.rule in ("checkpoint freshness", "checkpoint_stale") for x in lines):
+    if not any(x.rule in ("checkpoint freshness", "checkpoint_stale", "checkpoint_missing") for x in lines):
         lines += _checkpoint_freshness(store, now_us)
     if (store.meta_get("setting.forensic.enabled") or "").lower() in ("1", "true", "on"):
         lines.append(Line("review", "forensic_capture_on", "forensic body capture is switched on"))
@@ -309,12 +309,35 @@ def build_report(
     return Report(verdict, since_us, until_us, catalogue.vendor_name, lines, _summary(groups))
 
 
+def _never_signed(store, now_us: int, stale_after_us: int) -> list[Line]:
+    low = store.min_seq()
+    oldest = store.get(low) if low is not None else None
+    if oldest is None or now_us - oldest.event.logged_at_us <= stale_after_us:
+        return []
+    head = store.max_seq()
+    hours = (now_us - oldest.event.logged_at_us) / 3_600_000_000
+    return [
+        Line(
+            "review",
+            "checkpoint_missing",
+            f"no signed checkpoint anchors this journal: its {head - low + 1:,} row(s), the oldest {hours:.0f} h old, "
+            "could be truncated or rewritten with recomputed hashes unnoticed — run `mit-network-audit keys init`, "
+            "then `mit-network-audit checkpoint` (or `checkpoint --loop` to keep signing)",
+            head - low + 1,
+            [low],
+            {"oldest_seq": low, "oldest_logged_at_us": oldest.event.logged_at_us, "head_seq": head},
+        )
+    ]
+
+
 def _checkpoint_freshness(store, now_us: int, stale_after_us: int | None = None) -> list[Line]:
     """Review when the newest signed checkpoint is old and rows were written since.
 
     Reads one row of the checkpoint table (no Merkle recomputation: that is `verify`'s job).  A
-    journal without a checkpoint table, or without any checkpoint yet, is not flagged: signing is
-    an opt-in the operator turns on with `mit-network-audit keys` / `checkpoint`.
+    journal that was never signed is the stalest case: once its oldest row is older than the same
+    threshold, nothing anchors it outside the database (a truncated tail or a rewrite with
+    recomputed hashes would go unseen), so it is a Review too — with the same grace period, so a
+    journal started today is not flagged before its operator had a chance to set up signing.
     """
     if stale_after_us is None:
         stale_after_us = int(float(os.environ.get("MNA_CHECKPOINT_STALE_S", "86400")) * 1_000_000)
@@ -324,13 +347,13 @@ def _checkpoint_freshness(store, now_us: int, stale_after_us: int | None = None)
         if pg
         else "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'mna_checkpoints'"
     )
-    if not exists or not exists[0][0]:
-        return []
-    newest = store.execute_raw(
-        "SELECT tree_size, signed_at_us FROM mna_checkpoints ORDER BY tree_size DESC LIMIT 1"
+    newest = (
+        store.execute_raw("SELECT tree_size, signed_at_us FROM mna_checkpoints ORDER BY tree_size DESC LIMIT 1")
+        if exists and exists[0][0]
+        else None
     )
     if not newest:
-        return []
+        return _never_signed(store, now_us, stale_after_us)
     size, signed_at_us = int(newest[0][0]), int(newest[0][1])
     head = store.max_seq()
     if head <= size or now_us - signed_at_us <= stale_after_us:
