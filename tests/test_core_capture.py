@@ -121,6 +121,10 @@ def test_redaction_masks_secrets():
     assert policy.path("/v1/users/jane.doe@example.com/orders/1234567") == "/v1/users/:email/orders/:num"
     assert policy.path("/api/keys/sk_live_4eC39HqLyjWDarjtT1zdp7dc") == "/api/keys/:token"
     assert policy.path("/api/customers/export") == "/api/customers/export"
+    # free text is content, not a route: any white space, however it is encoded
+    assert policy.path("/search/Jane%20Doe%20Smith/page") == "/search/:text/page"
+    assert policy.path("/q/a%09b") == "/q/:text" and policy.path("/q/a%E2%80%83b") == "/q/:text"
+    assert policy.path("/q/a+b") == "/q/a+b"  # '+' is a literal plus in a path
     assert policy.query_keys("b=1&a=secret&a=2") == ("a", "b")
     assert policy.headers([("Authorization", "Bearer x"), ("Content-Type", "text/plain")]) == (
         "authorization: ***", "content-type: text/plain")

@@ -2,7 +2,8 @@
 
 * header names are kept, values masked (a short allowlist keeps harmless values: content-type...);
 * path segments that look like tokens, keys, e-mail addresses, UUIDs or long numbers are masked
-  with a typed placeholder (``:token``, ``:email``, ``:uuid``, ``:num``);
+  with a typed placeholder (``:token``, ``:email``, ``:uuid``, ``:num``), and so is free text
+  (a segment with white space in it, ``/search/jane%20doe``: content, not a route) as ``:text``;
 * of the query string only the parameter names are kept (and a token-like name is masked too);
 * ``fingerprint`` = HMAC-SHA256 under a per-installation secret salt over method, full URL and
   body bytes, fed while the body streams; two identical requests match, nobody can invert it.
@@ -31,6 +32,7 @@ _LONG_NUMBER = re.compile(r"^\+?\d[\d\-.]{5,}$")
 _HEX = re.compile(r"^[0-9a-fA-F]{16,}$")
 _WORDY = re.compile(r"^[a-z]+(?:[-_.][a-z]+)*$|^[A-Za-z][a-z]+(?:[A-Z][a-z]+)*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SPACE = re.compile(r"\s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,8 @@ def classify_segment(segment: str) -> str | None:
     text = unquote(segment)
     if "@" in text:
         return ":email"
+    if _SPACE.search(text):
+        return ":text"
     if _UUID.match(text):
         return ":uuid"
     if _LONG_NUMBER.match(text) and sum(ch.isdigit() for ch in text) >= 6:
