@@ -136,8 +136,8 @@ class PostgresStore:
         return schema.decode_row(rows[0]) if rows else None
 
     def rows(self, flt: RowFilter | None = None, *, before_seq: int | None = None,
-             limit: int = 100) -> list[JournalRow]:
-        where, params = schema.where_clause(flt, "%s", before_seq=before_seq, text_op="ILIKE")
+             limit: int = 100, after_seq: int | None = None) -> list[JournalRow]:
+        where, params = schema.where_clause(flt, "%s", before_seq=before_seq, after_seq=after_seq, text_op="ILIKE")
         sql = f"SELECT {schema.SELECT_LIST} FROM {T}{where} ORDER BY chain_seq DESC LIMIT %s"
         return [schema.decode_row(r) for r in self._query(sql, [*params, int(limit)])]
 

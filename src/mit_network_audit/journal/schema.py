@@ -65,7 +65,7 @@ def decode_row(row) -> JournalRow:
 
 
 def where_clause(flt: RowFilter | None, placeholder: str, *, before_seq: int | None = None,
-                 text_op: str = "LIKE") -> tuple[str, list]:
+                 after_seq: int | None = None, text_op: str = "LIKE") -> tuple[str, list]:
     """SQL WHERE (with leading ' WHERE ' or '') and its parameters for a RowFilter."""
     clauses: list[str] = []
     params: list = []
@@ -91,4 +91,7 @@ def where_clause(flt: RowFilter | None, placeholder: str, *, before_seq: int | N
     if before_seq is not None:
         clauses.append(f"chain_seq < {placeholder}")
         params.append(before_seq)
+    if after_seq is not None:
+        clauses.append(f"chain_seq > {placeholder}")
+        params.append(after_seq)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params

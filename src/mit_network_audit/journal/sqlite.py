@@ -212,8 +212,8 @@ class SQLiteStore:
         return schema.decode_row(rows[0]) if rows else None
 
     def rows(self, flt: RowFilter | None = None, *, before_seq: int | None = None,
-             limit: int = 100) -> list[JournalRow]:
-        where, params = schema.where_clause(flt, "?", before_seq=before_seq)
+             limit: int = 100, after_seq: int | None = None) -> list[JournalRow]:
+        where, params = schema.where_clause(flt, "?", before_seq=before_seq, after_seq=after_seq)
         sql = f"SELECT {schema.SELECT_LIST} FROM {schema.TABLE}{where} ORDER BY chain_seq DESC LIMIT ?"
         return [schema.decode_row(r) for r in self._query(sql, [*params, int(limit)])]
 

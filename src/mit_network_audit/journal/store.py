@@ -63,8 +63,9 @@ class Store(Protocol):
     def get_by_event_id(self, event_id: str) -> JournalRow | None: ...
 
     def rows(self, flt: RowFilter | None = None, *, before_seq: int | None = None,
-             limit: int = 100) -> list[JournalRow]:
-        """Newest first; keyset pagination: pass the last row's chain_seq as ``before_seq``."""
+             limit: int = 100, after_seq: int | None = None) -> list[JournalRow]:
+        """Newest first; keyset pagination: pass the last row's chain_seq as ``before_seq``.
+        ``after_seq`` bounds the search from below (rows with chain_seq > after_seq only)."""
 
     def count(self, flt: RowFilter | None = None) -> int: ...
 

@@ -26,6 +26,11 @@ KEY = (
     "method",
 )
 WATERMARK = "rollup_seq"
+# The path side table (distinct (host, path) per hourly bucket, for the Audit Log's text search) holds
+# every path of the rows above this seq; a rollup created before the table existed knows none below it.
+PATHS_FROM = "rollup_paths_from"
+# Bumped by ``rebuild``: a reader that saw the rollup change generation under it cannot trust it.
+EPOCH = "rollup_epoch"
 
 
 def ddl(pg: bool) -> list[str]:
@@ -40,6 +45,12 @@ def ddl(pg: bool) -> list[str]:
             lost {big} NOT NULL, first_seq {big}, last_seq {big}, first_us {big}, last_us {big},
             PRIMARY KEY ({", ".join(KEY)}))""",
         "CREATE INDEX IF NOT EXISTS mna_rollup_vendor ON mna_rollup (vendor_bound, bucket_us)",
+        # The Audit Log's search (report/logsearch.py) reads matching keys newest first by last_seq.
+        "CREATE INDEX IF NOT EXISTS mna_rollup_last ON mna_rollup (last_seq)",
+        "CREATE INDEX IF NOT EXISTS mna_rollup_host ON mna_rollup (host, last_seq)",
+        "CREATE INDEX IF NOT EXISTS mna_rollup_addon ON mna_rollup (addon, last_seq)",
+        f"""CREATE TABLE IF NOT EXISTS mna_rollup_path (
+            bucket_us {big} NOT NULL, host TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (bucket_us, host, path))""",
         f"""CREATE TABLE IF NOT EXISTS mna_rollup_process (
             hostname TEXT NOT NULL, pid {big} NOT NULL, first_us {big}, last_us {big}, last_seq {big},
             last_kind TEXT, detail TEXT, PRIMARY KEY (hostname, pid))""",
@@ -112,6 +123,15 @@ def _aggregate_sql(pg: bool) -> str:
         ON CONFLICT ({", ".join(KEY)}) DO UPDATE SET {updates}"""
 
 
+def _path_sql(pg: bool) -> str:
+    p = "%s" if pg else "?"
+    return f"""
+        INSERT INTO mna_rollup_path (bucket_us, host, path)
+        SELECT DISTINCT (logged_at_us / {HOUR_US}) * {HOUR_US}, coalesce(host, ''), path FROM egress_log
+        WHERE chain_seq > {p} AND chain_seq <= {p} AND path IS NOT NULL
+        ON CONFLICT (bucket_us, host, path) DO NOTHING"""
+
+
 def _process_sql(pg: bool) -> str:
     p = "%s" if pg else "?"
     greatest = "GREATEST" if pg else "max"
@@ -140,7 +160,7 @@ def catch_up(store, progress=None, chunk: int = CHUNK) -> RollupResult:
     """Fold every journal row above the watermark into the buckets."""
     ensure_tables(store)
     pg = _is_pg(store)
-    aggregate, processes = _aggregate_sql(pg), _process_sql(pg)
+    aggregate, processes, paths = _aggregate_sql(pg), _process_sql(pg), _path_sql(pg)
     head = store.max_seq()
     folded = 0
     while True:
@@ -148,9 +168,12 @@ def catch_up(store, progress=None, chunk: int = CHUNK) -> RollupResult:
             mark = int(store.meta_get(WATERMARK) or 0)
             if mark >= head:
                 break
+            if store.meta_get(PATHS_FROM) is None:
+                store.meta_set(PATHS_FROM, str(mark))  # rows up to here were folded without their paths
             upper = min(head, mark + chunk)
             store.execute_raw(aggregate, (mark, upper))
             store.execute_raw(processes, (mark, upper))
+            store.execute_raw(paths, (mark, upper))
             store.meta_set(WATERMARK, str(upper))
         folded += upper - mark
         if progress:
@@ -163,7 +186,11 @@ def rebuild(store, progress=None) -> RollupResult:
     with _transaction(store):
         store.execute_raw("DELETE FROM mna_rollup")
         store.execute_raw("DELETE FROM mna_rollup_process")
-        store.meta_set(WATERMARK, str((store.min_seq() or 1) - 1))
+        store.execute_raw("DELETE FROM mna_rollup_path")
+        low = str((store.min_seq() or 1) - 1)
+        store.meta_set(WATERMARK, low)
+        store.meta_set(PATHS_FROM, low)
+        store.meta_set(EPOCH, str(int(store.meta_get(EPOCH) or 0) + 1))
     return catch_up(store, progress)
 
 

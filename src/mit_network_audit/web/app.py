@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from ..journal import open_store
 from ..journal.store import RowFilter
 from ..journal.verify import verify as verify_journal
-from ..report import rollup
+from ..report import logsearch, rollup
 from ..report.catalogue import load_catalogue
 from ..report.trust import build_report
 from . import charts
@@ -192,10 +192,10 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
     def log_page(request: Request, filter: str = "all", q: str | None = None, addon: str | None = None,
                  host: str | None = None, channel: str | None = None, before: int | None = BEFORE,
                  who: Principal = Depends(require("auditor"))):
-        rows = store.rows(log_filter(filter, q, addon, host, channel), before_seq=before, limit=50)
-        return page(request, "log.html", who, rows=rows, filter=filter, q=q or "", addon=addon or "",
+        found = logsearch.search(store, log_filter(filter, q, addon, host, channel), before_seq=before, limit=50)
+        return page(request, "log.html", who, rows=found.rows, filter=filter, q=q or "", addon=addon or "",
                     host=host or "", channel=channel or "", filters=list(LOG_FILTERS),
-                    next_before=rows[-1].chain_seq if len(rows) == 50 else None)
+                    next_before=found.next_before, searched_to=found.searched_to)
 
     @app.get("/row/{seq}", response_class=HTMLResponse)
     def row_page(request: Request, seq: int = SEQ, who: Principal = Depends(require("auditor"))):
@@ -219,8 +219,9 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
                  who: Principal = Depends(require("auditor"))):
         if not 1 <= limit <= 1000:
             raise HTTPException(400, "limit must be between 1 and 1000")
-        rows = store.rows(log_filter(filter, q, addon, host, channel), before_seq=before, limit=limit)
-        return {"rows": [r.as_dict() for r in rows], "next_before": rows[-1].chain_seq if len(rows) == limit else None}
+        found = logsearch.search(store, log_filter(filter, q, addon, host, channel), before_seq=before, limit=limit)
+        # next_before is where to go on: a page the time budget cut short has fewer rows and still one
+        return {"rows": [r.as_dict() for r in found.rows], "next_before": found.next_before}
 
     @app.get("/api/rows/{seq}")
     def api_row(seq: int = SEQ, who: Principal = Depends(require("auditor"))):
