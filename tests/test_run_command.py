@@ -75,3 +75,31 @@ def test_run_pip_download_attributed_to_pip(tmp_path):
     assert all(e.channel == "http.client" and "urllib3" in e.via for e in out), [(e.channel, e.via) for e in out]
     # the wheel's file name mixes letters and digits like a token: masked, on the safe side
     assert {e.path for e in out} >= {"/simple/mna-demo-pkg/", "/:token"}
+
+
+def test_run_audits_a_child_python_that_lacks_the_package(tmp_path, http_server):
+    """A child interpreter other than ours (here a bare venv: no pip, no mit_network_audit), started
+    through a shell, is still audited: the sitecustomize loads the package by location."""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=60)
+    bare_python = bare / "bin" / "python"
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('mit_network_audit') is not None)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    assert subprocess.run([str(bare_python), "-c", probe], env=env).returncode == 0  # really lacks it
+    script = tmp_path / "child.py"
+    script.write_text(
+        "import os, sys, urllib.request\n"
+        f"urllib.request.urlopen('{http_server}/from-bare').read()\n"
+        "top = os.path.dirname(os.path.dirname(sys.modules['mit_network_audit'].__file__))\n"
+        "print('mit_network_audit' in sys.modules, top in [os.path.abspath(p) for p in sys.path])\n"
+    )
+    dsn = f"sqlite:///{tmp_path}/bare.db"
+    out = subprocess.run([*CLI, "run", "--db", dsn, "--", "sh", "-c", f"'{bare_python}' '{script}'"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "auditing disabled" not in out.stderr
+    assert out.stdout.split() == ["True", "False"]  # loaded, and the program's sys.path is untouched
+    store = open_store(dsn)
+    rows = [r.event for r in store.rows(limit=100) if r.event.direction == "outbound"]
+    assert [(e.channel, e.path, e.addon) for e in rows] == [("urllib", "/from-bare", "__main__")]
+    assert verify(store).ok
