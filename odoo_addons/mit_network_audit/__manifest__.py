@@ -25,6 +25,9 @@
         "web.assets_backend": [
             "mit_network_audit/static/src/trust_report/*",
         ],
+        "web.assets_tests": [
+            "mit_network_audit/static/tests/tours/*",
+        ],
     },
     "post_load": "post_load",
     "post_init_hook": "post_init_hook",

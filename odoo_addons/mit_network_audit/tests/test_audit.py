@@ -188,6 +188,20 @@ class TestInbound(HttpCase, _AuditCase):
 
 
 @tagged("post_install", "-at_install", "mit_network_audit")
+class TestTrustReportClientAction(HttpCase, _AuditCase):
+    def test_trust_report_in_the_browser(self):
+        """The OWL client action (menu Network Audit -> Trust Report) in headless Chromium: it renders the
+        server's verdict and its evidence table without a JS error, and reloads for another period.
+        Odoo skips it when no Chrome/Chromium or websocket-client is available."""
+        self._ready()
+        self.start_tour(
+            "/odoo/action-mit_network_audit.action_trust_report",
+            "mit_network_audit_trust_report",
+            login="admin",
+        )
+
+
+@tagged("post_install", "-at_install", "mit_network_audit")
 class TestForensicBodies(HttpCase, _AuditCase):
     """network.egress_body over the package's sealed store: a read is journaled (forensic_read row,
     actor and via=odoo) before the body is decrypted; officers only."""
