@@ -171,6 +171,69 @@ class TestGroupsAccess(TransactionCase):
 
 
 @tagged("post_install", "-at_install", "mit_network_audit")
+class TestVerifyAndExport(TransactionCase):
+    """The Audit Log's actions: Verify Journal (server action) and Export (list header button)."""
+
+    @classmethod
+    def setUpClass(cls):
+        # the row is made and committed by the writer before the test transaction takes its snapshot
+        from odoo.addons.mit_network_audit import glue
+        from odoo.addons.mna_test_connector.connector import fetch
+        from odoo.tests.common import get_db_name
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            sink = current_sink()
+            sink._absent.clear()
+            threading.current_thread().dbname = get_db_name()
+            glue.start_settings()
+            cls.port = server.server_address[1]
+            fetch(f"http://127.0.0.1:{cls.port}/export")
+            sink.flush(10)
+        finally:
+            server.shutdown()
+            server.server_close()
+        super().setUpClass()
+        cls.viewer = new_test_user(
+            cls.env, "mna_ve_viewer", groups="base.group_user,mit_network_audit.group_user"
+        )
+        cls.auditor = new_test_user(
+            cls.env, "mna_ve_auditor", groups="base.group_user,mit_network_audit.group_auditor"
+        )
+
+    def test_verify_action(self):
+        action = self.env.ref("mit_network_audit.action_egress_log_verify")
+        self.assertIn(self.env.ref("mit_network_audit.group_auditor"), action.groups_id)
+        result = self.env["network.egress_log"].with_user(self.auditor).action_verify()
+        self.assertEqual(result["tag"], "display_notification")
+        self.assertEqual(result["params"]["type"], "success", result)
+        with self.assertRaises(AccessError):
+            self.env["network.egress_log"].with_user(self.viewer).action_verify()
+
+    def test_export_selected_rows_with_their_hashes(self):
+        Log = self.env["network.egress_log"].with_user(self.auditor)
+        recs = Log.search(
+            [("direction", "=", "outbound"), ("port", "=", self.port), ("path", "=", "/export")]
+        )
+        self.assertEqual(len(recs), 1)
+        result = recs.action_export_jsonl()
+        self.assertEqual(result["type"], "ir.actions.act_url")
+        attachment_id = int(result["url"].split("/web/content/")[1].split("?")[0])
+        attachment = self.env["ir.attachment"].browse(attachment_id)
+        lines = [json.loads(line) for line in attachment.raw.decode().splitlines()]
+        self.assertEqual(len(lines), 1, lines)
+        row = lines[0]
+        self.assertEqual(row["chain_seq"], recs.chain_seq)
+        self.assertEqual(row["addon"], "mna_test_connector")
+        for key in ("prev_hash", "row_hash", "leaf_hash", "event_id"):
+            self.assertTrue(row[key], key)
+        self.assertNotIn("body", row)  # metadata only
+        with self.assertRaises(AccessError):
+            self.env["network.egress_log"].with_user(self.viewer).browse(recs.ids).action_export_jsonl()
+
+
+@tagged("post_install", "-at_install", "mit_network_audit")
 class TestInbound(HttpCase, _AuditCase):
     def test_inbound_request_becomes_row(self):
         self._ready()
