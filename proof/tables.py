@@ -27,6 +27,10 @@ def fmt_fault(name: str, r: dict) -> str:
     ld = r["load"]
     missing = r["served"] + r["provider_calls"] - r["inbound_rows"] - r["outbound_rows"]
     silent = missing - r["lost_in_gaps"] - r["sink_raised"]
+    in_flight = r.get("in_flight_in_gaps", 0)
+    # calls in flight at a kill are declared lost; one the peer never saw is declared, not missing
+    unseen = min(in_flight, -silent) if silent < 0 else 0
+    silent += unseen
     killed = [str(p) for p in (r.get("fault") or {}).get("killed", [])]
     killed_note = ""
     if killed:
@@ -36,7 +40,9 @@ def fmt_fault(name: str, r: dict) -> str:
         f"| {name} | {r.get('_source', '')}: {r['kind']} → {r['backend']}, {r['seconds']:.0f} s "
         f"| {ld['requests']:,} req, non-2xx "
         f"{ld['non_2xx']}, socket errors {ld['socket_errors']} | {r['served'] + r['provider_calls']:,} calls, "
-        f"{missing:,} without a row; gap rows say {r['lost_in_gaps']:,} lost ({', '.join(r['gap_reasons']) or '-'}); "
+        f"{missing:,} without a row; gap rows say {r['lost_in_gaps']:,} lost ({', '.join(r['gap_reasons']) or '-'}"
+        f"{f'; {in_flight} of them calls in flight' if in_flight else ''}"
+        f"{f', {unseen} never reached the peer' if unseen else ''}); "
         f"sink raised {r['sink_raised']}; **unrecorded {silent:,}**{killed_note} | "
         f"{'yes' if r['verify_ok'] else 'NO'} | {json.dumps(r.get('fault') or {})} |"
     )

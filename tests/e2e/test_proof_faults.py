@@ -78,6 +78,11 @@ def test_kill_9_of_a_worker(h, pg, work):
     assert k["in_rows"] <= k["served"] and k["out_rows"] <= k["provider"]
     # the loss is not silent: the master that reaped it wrote a stop row for it (killed_by_signal SIGKILL)
     assert k["stop_rows"] == 1, k
+    # ... and a gap row with exactly what it owed: rows + declared lost = what it served and called
+    # (a call in flight that the peer never saw is declared lost but was never served: at most that many over)
+    declared = k["in_rows"] + k["out_rows"] + k["gap_lost"]
+    assert declared - k["gap_in_flight"] <= k["served"] + k["provider"] <= declared, k
+    assert r["accounted"], r["processes"]
 
 
 def test_sink_that_raises(h, work):

@@ -31,6 +31,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 
 from . import event as _event_module
+from . import process_counts as _process_counts
 from .event import FIELD_NAMES, new_event_id
 from .event import PendingEvent as _PendingEvent
 
@@ -237,6 +238,7 @@ def begin(
                 counters["errors.attribution"] += 1
         if activate:
             call._token = _active_set(call)
+        _flight[5] += 1  # H_BEGUN: a parent reads it if this process dies (process_counts)
         return call
     except Exception:
         counters["errors.capture"] += 1
@@ -308,6 +310,7 @@ def finish(call: Call) -> None:
     if call._done:
         return
     call._done = True
+    _flight[6] += 1  # H_FINISHED
     if call._deferred:
         _pending.discard(call)
     try:
@@ -433,6 +436,8 @@ def stats() -> dict:
 
 
 def reset_after_fork() -> None:
+    global _flight
+    _flight = _process_counts.header()  # the page this child's parent reads (or a private one)
     _active.set(None)
     _pending.clear()
     _pid[0] = os.getpid()
@@ -452,6 +457,8 @@ _getframe = sys._getframe
 _time_ns = time.time_ns
 _perf_ns = time.perf_counter_ns
 _pid = [os.getpid()]
+# Calls begun / finished (slots H_BEGUN=5, H_FINISHED=6 of this process's page): see process_counts.
+_flight = _process_counts.header()
 # The most recent emitted PendingEvents (not necessarily built yet): stats() builds them first.
 # Bounded, so a sink that drops events unread (a counter, a sampler) does not keep them alive.
 _unbuilt: deque = deque(maxlen=1024)

@@ -16,11 +16,19 @@ process-wide lock state (and possibly a mutex) of a transaction that will never 
 child's own writer then blocks forever in ``BEGIN IMMEDIATE``.  So ``os.fork`` waits for the
 writer's write lock (held around every open/append/close of the store), the child gets a new lock
 and drops the inherited connection without closing it through SQLite, and opens its own.
+
+A process killed by SIGKILL can write nothing, so each sink keeps its counts where its parent can read
+them (``interceptor.process_counts``): ``emit`` bumps *accepted* (one shared-memory increment), the
+writer publishes *resolved* after each successful append (its rows plus the losses its gap row
+declares).  The parent that reaps a dead child writes a gap row for what it still owed
+(``record_child_loss``, called by ``runner.children``), settling in this writer a batch the child
+died writing.
 """
 
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import json
 import os
 import sys
@@ -30,6 +38,7 @@ import weakref
 from collections import deque
 
 from ..interceptor import capture
+from ..interceptor import process_counts as _counts
 from ..interceptor.event import NetEvent, PendingEvent, internal_event
 
 _live_sinks: weakref.WeakSet = weakref.WeakSet()
@@ -66,16 +75,23 @@ class BatchingSink:
         self._lost_lock = threading.RLock()  # the lost count is bumped by emitters and the writer
         self._lost_internal = 0  # of those lost, how many were the auditor's own internal rows
         self._unwritable = "database_unreachable"  # the reason of the last failed write
+        # accepted / resolved counts in this process's shared page: what a parent reads if we die
+        self._rec = _counts.claim(self.dsn)
+        self._refused = 0  # accepted but refused at once (queue full): counted lost, not queued
 
     # -- the Sink protocol ---------------------------------------------------------------------
     def emit(self, event: NetEvent) -> None:
         if self._pid != os.getpid():
             self._after_fork()
+        rec = self._rec
+        rec[2] += 1  # R_ACCEPTED, before the queue: a kill in between over-counts by one, never under
+        if type(event) is not PendingEvent and _internal(event):
+            rec[3] += 1  # R_ACCEPTED_INT
         if len(self._queue) >= self.queue_limit:
+            self._refused += 1
             self._count_lost(1, "queue_full", _internal(event))
             return
         self._queue.append(event)
-        self.counters["queued"] += 1
         if self._thread is None:
             self._start()
         if len(self._queue) >= self.batch_size:
@@ -152,6 +168,7 @@ class BatchingSink:
             return
         gap = self._gap_event(lost, internal, reasons)
         error = None
+        _counts.prepare(self._rec, lost, internal, gap.event_id)
         with self._write_lock, capture.suppressed():
             for use_reserve in (False, True):
                 try:
@@ -165,6 +182,7 @@ class BatchingSink:
                     if _unwritable_reason(exc) == "database_unreachable":
                         self._store_broken()
                     continue
+                _counts.commit(self._rec)
                 self.counters["gap_rows"] += 1
                 self.counters["lost"] += lost
                 return
@@ -218,12 +236,17 @@ class BatchingSink:
                 self._idle.set()
                 return
             batch = self._pending[: self.batch_size]
+            written = len(batch)
             gap = None
             if self._lost:
                 gap = self._take_lost()
                 batch = [self._gap_event(*gap), *batch]
+            self._prepare_counts(batch, written, gap)
+            settled = None
             with self._write_lock:
                 try:
+                    if _to_settle:
+                        batch, settled = self._settle(batch)
                     self._open().append(batch)
                     failed = None
                 except Exception as exc:
@@ -240,13 +263,46 @@ class BatchingSink:
                         self._lost_reasons.update(gap[2])
                 time.sleep(self.retry_interval)
                 return
+            _counts.commit(self._rec)
+            for event_id in settled or ():
+                _to_settle.pop(event_id, None)
             self._unwritable = "database_unreachable"
-            written = len(batch) - (1 if gap else 0)
             del self._pending[:written]
             self.counters["written"] += written
             if gap:
                 self.counters["gap_rows"] += 1
                 self.counters["lost"] += gap[0]
+
+    def _prepare_counts(self, batch: list, written: int, gap) -> None:
+        """Before an append: the would-be resolved totals (the batch's events, and the losses its gap
+        row declares) in this process's page, so a parent knows what was in doubt if we die now."""
+        rec = self._rec
+        self.counters["queued"] = rec[_counts.R_ACCEPTED] - self._refused
+        internal = 0
+        if rec[_counts.R_ACCEPTED_INT] != _counts.resolved(rec)[1]:  # internal rows outstanding (rare)
+            internal = sum(map(_internal, batch[len(batch) - written:]))
+        if gap is not None:
+            written, internal = written + gap[0], internal + gap[1]
+        try:
+            last_id = batch[-1].event_id if batch else None
+        except Exception:
+            last_id = None
+        _counts.prepare(rec, written, internal, last_id)
+
+    def _settle(self, batch: list) -> tuple[list, list]:
+        """Rows a parent wrote for a dead child (``record_child_loss``) whose last batch was in doubt:
+        look its event id up in this journal (one indexed read) and state the loss exactly."""
+        out, ids = list(batch), []
+        for i, event in enumerate(out):
+            if type(event) is not NetEvent:
+                continue
+            settlement = _to_settle.get(event.event_id)
+            if settlement is None:
+                continue
+            settlement.resolve(self)
+            out[i] = dataclasses.replace(event, detail=settlement.detail(event.method))
+            ids.append(event.event_id)
+        return out, ids
 
     def _take_from_queue(self) -> None:
         queue, pending = self._queue, self._pending
@@ -351,6 +407,91 @@ def _reset_in_child() -> None:
 
 
 os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_reset_in_child)
+
+
+# -- a dead child's loss, written by the parent that reaped it (runner.children) -------------------
+_to_settle: dict[str, _Settlement] = {}  # event_id of a row still to settle -> its settlement
+_SETTLE_LIMIT = 1024
+
+
+class _Settlement:
+    """What a dead child owed (``process_counts.Owed``, or None: unknown), for its stop and gap rows.
+    A batch the child was writing when it died is settled by the writer that writes these rows:
+    one ``get_by_event_id`` in its journal, if it is the child's journal (same DSN)."""
+
+    def __init__(self, pid: int, owed, unknown_reason: str | None, stop: dict | None, reason: str) -> None:
+        self.pid, self.owed, self.unknown_reason, self.stop, self.reason = pid, owed, unknown_reason, stop, reason
+        self.lost = self.lost_internal = self.in_doubt = self.in_doubt_internal = 0
+        self.in_write_committed = self.in_write_lost = 0
+        if owed is not None:
+            self.lost, self.lost_internal = owed.lost, owed.lost_internal
+            for n, n_int, _event_id, _key in owed.doubts:  # until settled: not counted as lost
+                self.lost -= n
+                self.lost_internal -= n_int
+                self.in_doubt += n
+                self.in_doubt_internal += n_int
+        self.settled = not self.in_doubt
+
+    def resolve(self, sink) -> None:
+        if self.settled:
+            return
+        key = _counts.dsn_key(sink.dsn)
+        for n, n_int, event_id, dsn_key in self.owed.doubts:
+            if not key or dsn_key != key or not event_id:
+                continue  # another journal: the batch stays in doubt
+            committed = sink._open().get_by_event_id(event_id) is not None  # raises: retried with the batch
+            self.in_doubt -= n
+            self.in_doubt_internal -= n_int
+            if committed:
+                self.in_write_committed += n
+            else:
+                self.in_write_lost += n
+                self.lost += n
+                self.lost_internal += n_int
+        self.settled = True
+
+    def detail(self, kind: str) -> str:
+        if kind == "gap":
+            info: dict = {"lost": self.lost, "reasons": [self.reason], "reaped_by": os.getpid()}
+            if self.lost_internal:
+                info["lost_internal"] = self.lost_internal
+            if self.owed is not None and self.owed.in_flight:
+                info["in_flight"] = self.owed.in_flight  # of ``lost``: calls begun, no row handed on yet
+        else:
+            info = dict(self.stop or {})
+            info["unflushed_rows"] = "unknown" if self.owed is None else self.lost
+            if self.owed is None:
+                info["unflushed_unknown_because"] = self.unknown_reason
+        if self.in_doubt:
+            info["in_doubt"] = self.in_doubt  # a batch the child was writing, not settled: maybe written
+        if self.in_write_committed:
+            info["in_write_committed"] = self.in_write_committed
+        if self.in_write_lost:
+            info["in_write_lost"] = self.in_write_lost
+        return json.dumps(info, sort_keys=True)
+
+
+def record_child_loss(pid: int, owed, *, unknown_reason: str | None = None, stop: dict | None = None,
+                      reason: str = "killed_by_signal") -> None:
+    """For the dead child ``pid`` (rows with its pid): a ``stop`` row with ``stop``'s detail when it
+    was killed, and a ``gap`` row with the exact number it owed (``owed``: a ``process_counts.Owed``;
+    None: unknown) when that is not zero.  Through ``capture.emit``; never raises."""
+    try:
+        settlement = _Settlement(pid, owed, unknown_reason, stop, reason)
+        events = []
+        if stop is not None:
+            events.append(internal_event("stop", detail=settlement.detail("stop"), pid=int(pid)))
+        if owed is not None and (settlement.lost or settlement.in_doubt):
+            events.append(internal_event("gap", detail=settlement.detail("gap"), pid=int(pid)))
+        if not settlement.settled:
+            while len(_to_settle) >= _SETTLE_LIMIT:
+                _to_settle.pop(next(iter(_to_settle)))
+            for event in events:
+                _to_settle[event.event_id] = settlement
+        for event in events:
+            capture.emit(event)
+    except Exception:
+        capture.counters["errors.child_loss"] += 1
 
 
 def flush_all(timeout: float = 5.0) -> None:
