@@ -172,7 +172,8 @@ def _start_forensic() -> bool:
 def _track_children() -> bool:
     """The prefork master notes the workers it forks and, reaping one killed by a signal (SIGKILL after
     ``--limit-time-real``, the OOM killer, a crash), writes a ``stop`` row for it (the package's
-    ``runner.children``: ``killed_by_signal``, ``reaped_by``, unflushed rows unknown), so such a worker
+    ``runner.children``: ``killed_by_signal``, ``reaped_by``, ``unflushed_rows``, and a ``gap`` row with
+    the exact number of rows the worker still owed), so such a worker
     is a reported loss, not a silent process.  Idempotent; fail-open."""
     try:
         from mit_network_audit.runner import children
