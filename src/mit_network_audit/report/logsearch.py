@@ -63,7 +63,26 @@ def _meta_int(store, key: str, default: int | None = None) -> int | None:
     return int(value) if value is not None else default
 
 
-def _rollup_where(flt: RowFilter, p: str, pg: bool, paths_from: int) -> tuple[str, list]:
+LOOSE_MAX = 2_000  # distinct values read by a loose index scan before the text search reads them all
+
+
+def _distinct_like(store, table: str, col: str, op: str, p: str, like: str) -> list[str] | None:
+    """The distinct values of ``table.col`` that match ``like``, by a loose index scan (one index seek
+    per distinct value, on both backends); None when there are more than LOOSE_MAX of them."""
+    rows = store.execute_raw(
+        f"WITH RECURSIVE d(v, n) AS (SELECT min({col}), 1 FROM {table} UNION ALL "
+        f"SELECT (SELECT min({col}) FROM {table} WHERE {col} > d.v), d.n + 1 FROM d "
+        f"WHERE d.v IS NOT NULL AND d.n <= {LOOSE_MAX}) "
+        f"SELECT v, n, v {op} {p} ESCAPE '\\' FROM d WHERE v IS NOT NULL",
+        (like,),
+    )
+    if rows and max(int(r[1]) for r in rows) > LOOSE_MAX:
+        return None
+    return [r[0] for r in rows if r[2]]
+
+
+def _rollup_where(store, flt: RowFilter, p: str, pg: bool, paths_from: int) -> tuple[str | None, list]:
+    """Conditions on rollup keys implied by the filter (None: no key can match)."""
     clauses: list[str] = []
     params: list = []
     for name in KEY_FILTERS:
@@ -80,13 +99,35 @@ def _rollup_where(flt: RowFilter, p: str, pg: bool, paths_from: int) -> tuple[st
         clauses.append(f"first_us < {p}")
         params.append(flt.until_us)
     if flt.text:
-        op = "ILIKE" if pg else "LIKE"  # the journal query's own operator, over the same values
+        # The journal's own operator over the same values: LIKE on SQLite, ILIKE on PostgreSQL.  The
+        # text is matched against the few distinct hosts, modules and paths, not against every key.
+        op = "ILIKE" if pg else "LIKE"
         like = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        clauses.append(
-            f"(host {op} {p} ESCAPE '\\' OR addon {op} {p} ESCAPE '\\' OR first_seq <= {p} OR "
-            f"(bucket_us, host) IN (SELECT bucket_us, host FROM mna_rollup_path WHERE path {op} {p} ESCAPE '\\'))"
-        )
-        params += [like, like, paths_from, like]
+        hosts = _distinct_like(store, "mna_rollup", "host", op, p, like)
+        addons = _distinct_like(store, "mna_rollup", "addon", op, p, like)
+        paths = _distinct_like(store, "mna_rollup_path", "path", op, p, like)
+        either: list[str] = []
+        for col, values in (("host", hosts), ("addon", addons)):
+            if values is None:
+                either.append(f"{col} {op} {p} ESCAPE '\\'")
+                params.append(like)
+            elif values:
+                either.append(f"{col} IN ({', '.join([p] * len(values))})")
+                params += values
+        if paths is None:
+            either.append(f"(bucket_us, host) IN (SELECT bucket_us, host FROM mna_rollup_path "
+                          f"WHERE path {op} {p} ESCAPE '\\')")
+            params.append(like)
+        elif paths:
+            either.append(f"(bucket_us, host) IN (SELECT bucket_us, host FROM mna_rollup_path "
+                          f"WHERE path IN ({', '.join([p] * len(paths))}))")
+            params += paths
+        if paths_from > 0:  # keys folded before the path table existed: their paths are unknown
+            either.append(f"first_seq <= {p}")
+            params.append(paths_from)
+        if not either:
+            return None, []
+        clauses.append("(" + " OR ".join(either) + ")")
     return " AND ".join(clauses), params
 
 
@@ -116,7 +157,12 @@ def search(store, flt: RowFilter | None, *, before_seq: int | None = None, limit
         if len(out) == limit:
             return Page(out, out[-1].chain_seq)
     cursor = min(upper - 1, mark)  # the highest seq still to search
-    where, params = _rollup_where(flt, p, pg, paths_from)
+    try:
+        where, params = _rollup_where(store, flt, p, pg, paths_from)
+    except Exception:  # no rollup tables yet (a small journal nobody has reported on), ...
+        return plain(store, flt, before_seq=before_seq, limit=limit)
+    if where is None:  # the rollup holds no key the filter could match: only the tail can
+        return Page(out, None)
     pending: list[tuple[int, int]] = []  # parts of keys' ranges below the rounds already read
     bound: int | None = None
     while cursor >= 1:

@@ -26,6 +26,8 @@ KEY = (
     "method",
 )
 WATERMARK = "rollup_seq"
+# Key columns the Audit Log filters on, each indexed with last_seq (report/logsearch.py)
+SEARCHED = ("host", "addon", "channel", "direction", "outcome", "dest_class", "vendor_bound")
 # The path side table (distinct (host, path) per hourly bucket, for the Audit Log's text search) holds
 # every path of the rows above this seq; a rollup created before the table existed knows none below it.
 PATHS_FROM = "rollup_paths_from"
@@ -47,10 +49,10 @@ def ddl(pg: bool) -> list[str]:
         "CREATE INDEX IF NOT EXISTS mna_rollup_vendor ON mna_rollup (vendor_bound, bucket_us)",
         # The Audit Log's search (report/logsearch.py) reads matching keys newest first by last_seq.
         "CREATE INDEX IF NOT EXISTS mna_rollup_last ON mna_rollup (last_seq)",
-        "CREATE INDEX IF NOT EXISTS mna_rollup_host ON mna_rollup (host, last_seq)",
-        "CREATE INDEX IF NOT EXISTS mna_rollup_addon ON mna_rollup (addon, last_seq)",
+        *[f"CREATE INDEX IF NOT EXISTS mna_rollup_{c} ON mna_rollup ({c}, last_seq)" for c in SEARCHED],
+        # path first: the search reads its distinct paths by a loose index scan
         f"""CREATE TABLE IF NOT EXISTS mna_rollup_path (
-            bucket_us {big} NOT NULL, host TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (bucket_us, host, path))""",
+            bucket_us {big} NOT NULL, host TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (path, host, bucket_us))""",
         f"""CREATE TABLE IF NOT EXISTS mna_rollup_process (
             hostname TEXT NOT NULL, pid {big} NOT NULL, first_us {big}, last_us {big}, last_seq {big},
             last_kind TEXT, detail TEXT, PRIMARY KEY (hostname, pid))""",
@@ -129,7 +131,7 @@ def _path_sql(pg: bool) -> str:
         INSERT INTO mna_rollup_path (bucket_us, host, path)
         SELECT DISTINCT (logged_at_us / {HOUR_US}) * {HOUR_US}, coalesce(host, ''), path FROM egress_log
         WHERE chain_seq > {p} AND chain_seq <= {p} AND path IS NOT NULL
-        ON CONFLICT (bucket_us, host, path) DO NOTHING"""
+        ON CONFLICT (path, host, bucket_us) DO NOTHING"""
 
 
 def _process_sql(pg: bool) -> str:
