@@ -11,8 +11,8 @@ journal only inside those ranges:
 * below it, the matching rollup keys are read newest first by last_seq, merged into disjoint seq
   segments, and each segment is searched with the same filter as the plain query;
 * a text search also matches paths, which the rollup's keys do not carry: the side table
-  ``mna_rollup_path`` holds the distinct (hour, host, path) triples, so a key is a candidate only
-  when its host or module matches, or a path of its host in its hour does.
+  ``mna_rollup_path`` holds the distinct (hour, host, module, path), so a key is a candidate only
+  when its host or module matches, or a path of its host and module in its hour does.
 
 The rows are exactly the plain query's, in the same order (tests compare both on SQLite and
 PostgreSQL): every rollup condition is implied by the journal filter, so the segments hold every
@@ -115,11 +115,11 @@ def _rollup_where(store, flt: RowFilter, p: str, pg: bool, paths_from: int) -> t
                 either.append(f"{col} IN ({', '.join([p] * len(values))})")
                 params += values
         if paths is None:
-            either.append(f"(bucket_us, host) IN (SELECT bucket_us, host FROM mna_rollup_path "
+            either.append(f"(bucket_us, host, addon) IN (SELECT bucket_us, host, addon FROM mna_rollup_path "
                           f"WHERE path {op} {p} ESCAPE '\\')")
             params.append(like)
         elif paths:
-            either.append(f"(bucket_us, host) IN (SELECT bucket_us, host FROM mna_rollup_path "
+            either.append(f"(bucket_us, host, addon) IN (SELECT bucket_us, host, addon FROM mna_rollup_path "
                           f"WHERE path IN ({', '.join([p] * len(paths))}))")
             params += paths
         if paths_from > 0:  # keys folded before the path table existed: their paths are unknown

@@ -28,7 +28,7 @@ KEY = (
 WATERMARK = "rollup_seq"
 # Key columns the Audit Log filters on, each indexed with last_seq (report/logsearch.py)
 SEARCHED = ("host", "addon", "channel", "direction", "outcome", "dest_class", "vendor_bound")
-# The path side table (distinct (host, path) per hourly bucket, for the Audit Log's text search) holds
+# The path side table (distinct (host, module, path) per hourly bucket, for the Audit Log's text search) holds
 # every path of the rows above this seq; a rollup created before the table existed knows none below it.
 PATHS_FROM = "rollup_paths_from"
 # Bumped by ``rebuild``: a reader that saw the rollup change generation under it cannot trust it.
@@ -52,7 +52,8 @@ def ddl(pg: bool) -> list[str]:
         *[f"CREATE INDEX IF NOT EXISTS mna_rollup_{c} ON mna_rollup ({c}, last_seq)" for c in SEARCHED],
         # path first: the search reads its distinct paths by a loose index scan
         f"""CREATE TABLE IF NOT EXISTS mna_rollup_path (
-            bucket_us {big} NOT NULL, host TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (path, host, bucket_us))""",
+            bucket_us {big} NOT NULL, host TEXT NOT NULL, addon TEXT NOT NULL, path TEXT NOT NULL,
+            PRIMARY KEY (path, host, addon, bucket_us))""",
         f"""CREATE TABLE IF NOT EXISTS mna_rollup_process (
             hostname TEXT NOT NULL, pid {big} NOT NULL, first_us {big}, last_us {big}, last_seq {big},
             last_kind TEXT, detail TEXT, PRIMARY KEY (hostname, pid))""",
@@ -128,10 +129,10 @@ def _aggregate_sql(pg: bool) -> str:
 def _path_sql(pg: bool) -> str:
     p = "%s" if pg else "?"
     return f"""
-        INSERT INTO mna_rollup_path (bucket_us, host, path)
-        SELECT DISTINCT (logged_at_us / {HOUR_US}) * {HOUR_US}, coalesce(host, ''), path FROM egress_log
-        WHERE chain_seq > {p} AND chain_seq <= {p} AND path IS NOT NULL
-        ON CONFLICT (path, host, bucket_us) DO NOTHING"""
+        INSERT INTO mna_rollup_path (bucket_us, host, addon, path)
+        SELECT DISTINCT (logged_at_us / {HOUR_US}) * {HOUR_US}, coalesce(host, ''), coalesce(addon, ''), path
+        FROM egress_log WHERE chain_seq > {p} AND chain_seq <= {p} AND path IS NOT NULL
+        ON CONFLICT (path, host, addon, bucket_us) DO NOTHING"""
 
 
 def _process_sql(pg: bool) -> str:
