@@ -376,9 +376,12 @@ def test_live_journal_down_at_start_applies_at_first_read(pg_dsn, live):
         live.follow_disabled_channels(())
         assert live.current() is None and capture.runtime.disabled == frozenset() and seen == []
         admin.execute(f"CREATE DATABASE {name}")
-    store = open_store(pg_dsn)
-    S.set_setting(store, "capture.disabled_channels", "pop3", actor="olga")
-    store.close()
+    # The poller reads under live._lock: hold it while the journal and its setting are written, or a
+    # poll between open_store (the schema) and set_setting reads the defaults first (a test race).
+    with live._lock:
+        store = open_store(pg_dsn)
+        S.set_setting(store, "capture.disabled_channels", "pop3", actor="olga")
+        store.close()
     assert _wait(lambda: capture.runtime.disabled == {"pop3"})
     assert seen == [["pop3"]]
 
