@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from .. import capture
 
-_new = object.__new__
-
 
 class CountingReader:
     """Proxy for a response's file object (http.client's ``fp``): counts what the reader takes,
@@ -24,18 +22,6 @@ class CountingReader:
         if call._ended and not call._deferred:
             call.defer()
 
-    @classmethod
-    def wrap(cls, raw, call) -> CountingReader:
-        """``CountingReader(raw, call)`` without the ``__init__`` call (once per HTTP response)."""
-        self = _new(cls)
-        self._raw = raw
-        self._call = call
-        self._released = False
-        call._holds += 1
-        if call._ended and not call._deferred:
-            call.defer()
-        return self
-
     def _release(self) -> None:
         if not self._released:
             self._released = True
@@ -48,6 +34,8 @@ class CountingReader:
                 capture.counters["errors.capture"] += 1
 
     def __del__(self):
+        if self._released:  # the usual case (closed before collected): no second Python call
+            return
         try:
             self._release()
         except Exception:  # during interpreter shutdown globals may be gone: never raise here
