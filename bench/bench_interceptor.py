@@ -212,12 +212,20 @@ def main() -> None:
         action="store_true",
         help="instead: instructions per requests call under callgrind (none / ours / otel_noop)",
     )
+    ap.add_argument(
+        "--ir-calls",
+        default="100,300",
+        metavar="N1,N2",
+        help="with --instructions: (Ir(N2 calls) - Ir(N1 calls)) / (N2 - N1); a wider gap averages out the "
+        "run-to-run wobble (~30k instructions per call at 100,300), at ~0.1 s of callgrind per call",
+    )
     args = ap.parse_args()
     if args.instructions:
+        n_calls = tuple(int(n) for n in args.ir_calls.split(","))
         server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
         try:
             ir = instructions(
-                WORKER, ("none", "ours", "otel_noop"), "requests", int(server.stdout.readline()), 100, 300
+                WORKER, ("none", "ours", "otel_noop"), "requests", int(server.stdout.readline()), *n_calls
             )
         finally:
             server.kill()
@@ -230,7 +238,8 @@ def main() -> None:
             )
         ours, noop = ir["ours"][0] - ir["none"][0], ir["otel_noop"][0] - ir["none"][0]
         print(
-            f"\nadded instructions on the calling thread: ours / OpenTelemetry no-op = {ours / noop:.2f} (target <= 0.33)"
+            f"\nadded instructions on the calling thread: ours / OpenTelemetry no-op = {ours / noop:.3f} (target <= 0.333);"
+            f" calls {n_calls[0]} -> {n_calls[1]}"
         )
         return
     server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
