@@ -171,6 +171,13 @@ def catch_up(store, progress=None, chunk: int = CHUNK) -> RollupResult:
             mark = int(store.meta_get(WATERMARK) or 0)
             if mark >= head:
                 break
+            if pg:
+                # The planner guesses ~one group per row (it cannot know that a chunk holds a few
+                # thousand keys) and sorts 500k rows by ten text columns under the database's
+                # collation; a hash aggregate of the same rows is ~2.4x faster (10M-row journal:
+                # the aggregate 2.9 -> 1.2 s per chunk).  Both only for this transaction.
+                store.execute_raw("SET LOCAL work_mem = '64MB'")
+                store.execute_raw("SET LOCAL enable_sort = off")
             if store.meta_get(PATHS_FROM) is None:
                 store.meta_set(PATHS_FROM, str(mark))  # rows up to here were folded without their paths
             upper = min(head, mark + chunk)
