@@ -98,13 +98,19 @@ def _check(store, head, paging, *, positions=3, limits=(3, 50)):
 
 
 def _scenarios(store, monkeypatch):
+    monkeypatch.setattr(logsearch, "PROBE_ROWS", 50)  # a direct window smaller than the journal
+    monkeypatch.setattr(logsearch, "PROBE_ROWS_SCAN", 20)
     store.append(_events(1500, seed=1))
     rollup.catch_up(store, chunk=400)
     head = store.max_seq()
+    widest = store.execute_raw("SELECT max(last_seq - first_seq) FROM mna_rollup")[0][0]
+    assert int(store.meta_get(rollup.SPAN)) == widest > 40  # (clock skew: keys wider than an hour of rows)
     yield "complete", head, True
     store.append(_events(300, seed=2))  # a tail above the watermark
     yield "tail", store.max_seq(), False
     monkeypatch.setattr(logsearch, "CAP", 3)  # many small rounds
+    monkeypatch.setattr(logsearch, "PROBE_ROWS", 0)  # no direct window: the rollup from the start
+    monkeypatch.setattr(logsearch, "PROBE_ROWS_SCAN", 1)
     monkeypatch.setattr(logsearch, "LOOSE_MAX", 2)  # too many distinct values: LIKE over the rollup
     yield "small rounds", store.max_seq(), True
     monkeypatch.setattr(logsearch, "TAIL_CATCH_UP", 10)  # the search folds the tail itself
@@ -113,9 +119,11 @@ def _scenarios(store, monkeypatch):
     # a rollup folded before the path table existed: its paths below the mark are unknown
     store.execute_raw("DELETE FROM mna_rollup_path")
     store.execute_raw("DELETE FROM mna_meta WHERE key = %s", (rollup.PATHS_FROM,))
+    store.execute_raw("DELETE FROM mna_meta WHERE key = %s", (rollup.SPAN,))  # (nor the span bound)
     store.append(_events(200, seed=4))
     rollup.catch_up(store)
     assert int(store.meta_get(rollup.PATHS_FROM)) == store.max_seq() - 200
+    assert store.meta_get(rollup.SPAN) is None
     yield "old rollup without paths", store.max_seq(), True
     rollup.rebuild(store)
     yield "rebuilt", store.max_seq(), False
@@ -141,7 +149,10 @@ def test_guided_search_equals_plain_query_postgres(monkeypatch):
 
 
 def test_no_match_reads_no_journal_segment(tmp_path, monkeypatch):
-    """A combination the rollup says nothing matches is answered without searching a segment."""
+    """A combination the rollup says nothing matches is answered without searching a segment (beyond
+    the bounded direct window below the page's start, turned off here)."""
+    monkeypatch.setattr(logsearch, "PROBE_ROWS", 0)
+    monkeypatch.setattr(logsearch, "PROBE_ROWS_SCAN", 0)
     store = open_store(f"sqlite:///{tmp_path / 'j.db'}")
     store.append(_events(800, seed=5))
     rollup.catch_up(store)

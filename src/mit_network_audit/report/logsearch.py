@@ -35,8 +35,15 @@ from . import rollup
 # Equality filters the rollup's key holds, in the rollup's own column names.
 KEY_FILTERS = ("direction", "channel", "host", "addon", "vendor_bound", "outcome", "dest_class")
 TAIL_CATCH_UP = 50_000  # more unfolded rows than this above the watermark: fold them first
-CAP = 2_000  # rollup keys read per round
+CAP = 256  # rollup keys read per round
 BUDGET_S = 0.12
+# Before asking the rollup, the newest rows below the page's start are searched directly in a bounded
+# window: a combination that is merely uncommon (errors to one host) fills its page there in one
+# query, where the rollup's hour-sized segments would take several.  With equality filters only the
+# window costs the matching entries of one (column, chain_seq) index; a text or time filter reads
+# the window's rows, so its window is small.
+PROBE_ROWS = 100_000
+PROBE_ROWS_SCAN = 5_000
 
 
 @dataclass
@@ -157,6 +164,12 @@ def search(store, flt: RowFilter | None, *, before_seq: int | None = None, limit
         if len(out) == limit:
             return Page(out, out[-1].chain_seq)
     cursor = min(upper - 1, mark)  # the highest seq still to search
+    window = PROBE_ROWS_SCAN if flt.text or flt.since_us is not None or flt.until_us is not None else PROBE_ROWS
+    if cursor >= 1 and window:
+        out += store.rows(flt, before_seq=cursor + 1, after_seq=max(0, cursor - window), limit=limit - len(out))
+        if len(out) == limit:
+            return Page(out, out[-1].chain_seq)
+        cursor -= window
     try:
         where, params = _rollup_where(store, flt, p, pg, paths_from)
     except Exception:  # no rollup tables yet (a small journal nobody has reported on), ...
@@ -167,11 +180,17 @@ def search(store, flt: RowFilter | None, *, before_seq: int | None = None, limit
     bound: int | None = None
     while cursor >= 1:
         # 2. a round of matching keys, newest first by last_seq (unique: each row is in one key)
+        # last_seq <= cursor + the widest key's span (read in the same statement as the keys, so a
+        # catch-up committing meanwhile cannot widen a key past it): implied by first_seq <= cursor,
+        # and it starts the walk down the last_seq index at the cursor instead of at the head
+        big = "BIGINT" if pg else "INTEGER"
         sql = (f"SELECT first_seq, last_seq FROM mna_rollup WHERE {where} AND first_seq <= {p}"
+               f" AND last_seq <= {p} + coalesce((SELECT CAST(value AS {big}) FROM mna_meta"
+               f" WHERE key = '{rollup.SPAN}'), {2**62})"
                + (f" AND last_seq < {p}" if bound is not None else "")
                + f" ORDER BY last_seq DESC LIMIT {CAP}")
         try:
-            keys = store.execute_raw(sql, [*params, cursor, *([bound] if bound is not None else [])])
+            keys = store.execute_raw(sql, [*params, cursor, cursor, *([bound] if bound is not None else [])])
             rebuilt = store.meta_get(rollup.EPOCH) != epoch
         except Exception:  # no rollup tables yet (a small journal nobody has reported on), ...
             keys, rebuilt = [], True

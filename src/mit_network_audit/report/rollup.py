@@ -33,6 +33,9 @@ SEARCHED = ("host", "addon", "channel", "direction", "outcome", "dest_class", "v
 PATHS_FROM = "rollup_paths_from"
 # Bumped by ``rebuild``: a reader that saw the rollup change generation under it cannot trust it.
 EPOCH = "rollup_epoch"
+# The widest seq range of any key (last_seq - first_seq), kept with the keys in each catch-up
+# transaction: a key with first_seq <= S has last_seq <= S + span, which bounds the search's index walk.
+SPAN = "rollup_span"
 
 
 def ddl(pg: bool) -> list[str]:
@@ -178,6 +181,7 @@ def catch_up(store, progress=None, chunk: int = CHUNK) -> RollupResult:
     ensure_tables(store)
     pg = _is_pg(store)
     aggregate, processes, paths = _aggregate_sql(pg), _process_sql(pg), _path_sql(pg)
+    p = "%s" if pg else "?"
     head = store.max_seq()
     folded = 0
     while True:
@@ -198,6 +202,12 @@ def catch_up(store, progress=None, chunk: int = CHUNK) -> RollupResult:
             store.execute_raw(aggregate, (mark, upper))
             store.execute_raw(processes, (mark, upper))
             store.execute_raw(paths, (mark, upper))
+            span = store.execute_raw(
+                f"SELECT coalesce(max(last_seq - first_seq), 0) FROM mna_rollup WHERE last_seq > {p}", (mark,)
+            )[0][0]
+            old_span = store.meta_get(SPAN)
+            if old_span is not None or mark == 0:
+                store.meta_set(SPAN, str(max(int(span), int(old_span or 0))))
             store.meta_set(WATERMARK, str(upper))
         folded += upper - mark
         if progress:
@@ -214,6 +224,7 @@ def rebuild(store, progress=None) -> RollupResult:
         low = str((store.min_seq() or 1) - 1)
         store.meta_set(WATERMARK, low)
         store.meta_set(PATHS_FROM, low)
+        store.meta_set(SPAN, "0")
         store.meta_set(EPOCH, str(int(store.meta_get(EPOCH) or 0) + 1))
     return catch_up(store, progress)
 
