@@ -42,7 +42,7 @@ BUDGET_S = 0.12
 # query, where the rollup's hour-sized segments would take several.  With equality filters only the
 # window costs the matching entries of one (column, chain_seq) index; a text or time filter reads
 # the window's rows, so its window is small.
-PROBE_ROWS = 100_000
+PROBE_ROWS = 20_000
 PROBE_ROWS_SCAN = 5_000
 
 
@@ -88,6 +88,16 @@ def _distinct_like(store, table: str, col: str, op: str, p: str, like: str) -> l
     return [r[0] for r in rows if r[2]]
 
 
+def _any_path(store, p: str, paths: list[str], flt: RowFilter) -> bool:
+    """Does any of ``paths`` occur with the filter's host and module (when it names them)?"""
+    where, params = [f"path IN ({', '.join([p] * len(paths))})"], list(paths)
+    for col in ("host", "addon"):
+        if getattr(flt, col) is not None:
+            where.append(f"{col} = {p}")
+            params.append(getattr(flt, col))
+    return bool(store.execute_raw(f"SELECT 1 FROM mna_rollup_path WHERE {' AND '.join(where)} LIMIT 1", params))
+
+
 def _rollup_where(store, flt: RowFilter, p: str, pg: bool, paths_from: int) -> tuple[str | None, list]:
     """Conditions on rollup keys implied by the filter (None: no key can match)."""
     clauses: list[str] = []
@@ -125,6 +135,8 @@ def _rollup_where(store, flt: RowFilter, p: str, pg: bool, paths_from: int) -> t
             either.append(f"(bucket_us, host, addon) IN (SELECT bucket_us, host, addon FROM mna_rollup_path "
                           f"WHERE path {op} {p} ESCAPE '\\')")
             params.append(like)
+        elif paths and not _any_path(store, p, paths, flt):
+            pass  # the matching paths never occur with the filter's host/module: no key through a path
         elif paths:
             either.append(f"(bucket_us, host, addon) IN (SELECT bucket_us, host, addon FROM mna_rollup_path "
                           f"WHERE path IN ({', '.join([p] * len(paths))}))")
@@ -154,6 +166,7 @@ def search(store, flt: RowFilter | None, *, before_seq: int | None = None, limit
             mark = _meta_int(store, rollup.WATERMARK, 0)
         epoch = store.meta_get(rollup.EPOCH)
         paths_from = _meta_int(store, rollup.PATHS_FROM, mark)
+        span = _meta_int(store, rollup.SPAN)
     except Exception:  # a rollup we cannot read or fold (read-only user, ...): the plain query
         return plain(store, flt, before_seq=before_seq, limit=limit)
     upper = before_seq if before_seq is not None else head + 1  # exclusive
@@ -180,21 +193,21 @@ def search(store, flt: RowFilter | None, *, before_seq: int | None = None, limit
     bound: int | None = None
     while cursor >= 1:
         # 2. a round of matching keys, newest first by last_seq (unique: each row is in one key)
-        # last_seq <= cursor + the widest key's span (read in the same statement as the keys, so a
-        # catch-up committing meanwhile cannot widen a key past it): implied by first_seq <= cursor,
-        # and it starts the walk down the last_seq index at the cursor instead of at the head
-        big = "BIGINT" if pg else "INTEGER"
+        # last_seq <= cursor + the widest key's span: implied by first_seq <= cursor, and it starts the
+        # walk down a last_seq index at the cursor instead of at the head.  A catch-up that widens a
+        # key past it raises the span in the same transaction, which the check after the read sees.
         sql = (f"SELECT first_seq, last_seq FROM mna_rollup WHERE {where} AND first_seq <= {p}"
-               f" AND last_seq <= {p} + coalesce((SELECT CAST(value AS {big}) FROM mna_meta"
-               f" WHERE key = '{rollup.SPAN}'), {2**62})"
+               + (f" AND last_seq <= {p}" if span is not None else "")
                + (f" AND last_seq < {p}" if bound is not None else "")
                + f" ORDER BY last_seq DESC LIMIT {CAP}")
         try:
-            keys = store.execute_raw(sql, [*params, cursor, cursor, *([bound] if bound is not None else [])])
-            rebuilt = store.meta_get(rollup.EPOCH) != epoch
+            keys = store.execute_raw(sql, [*params, cursor, *([cursor + span] if span is not None else []),
+                                           *([bound] if bound is not None else [])])
+            rebuilt = (store.meta_get(rollup.EPOCH) != epoch
+                       or _meta_int(store, rollup.SPAN, span) != span)
         except Exception:  # no rollup tables yet (a small journal nobody has reported on), ...
             keys, rebuilt = [], True
-        if rebuilt:  # (or rebuilt under us: trust nothing read from it)
+        if rebuilt:  # (or rebuilt or widened under us: trust nothing read from it)
             return plain(store, flt, before_seq=before_seq, limit=limit)
         # every key with last_seq >= floor has been read: rows in [floor, cursor] are decided
         floor = 1 if len(keys) < CAP else int(keys[-1][1])
