@@ -103,6 +103,18 @@ def hash_aggregates(store):
         yield
 
 
+@contextlib.contextmanager
+def custom_plans(store):
+    """PostgreSQL: one transaction whose statements are planned for their values every time
+    (``plan_cache_mode = force_custom_plan``), never by a prepared statement's generic plan."""
+    if not _is_pg(store):
+        yield
+        return
+    with store._lock, store.conn.transaction():
+        store.execute_raw("SET LOCAL plan_cache_mode = force_custom_plan")
+        yield
+
+
 def ensure_tables(store) -> None:
     for statement in ddl(_is_pg(store)):
         store.execute_raw(statement)
