@@ -138,8 +138,10 @@ def _rollup_where(store, flt: RowFilter, p: str, pg: bool, paths_from: int) -> t
         elif paths and not _any_path(store, p, paths, flt):
             pass  # the matching paths never occur with the filter's host/module: no key through a path
         elif paths:
-            either.append(f"(bucket_us, host, addon) IN (SELECT bucket_us, host, addon FROM mna_rollup_path "
-                          f"WHERE path IN ({', '.join([p] * len(paths))}))")
+            # one primary-key lookup per candidate key and path (not a table of all the paths' pairs)
+            either.append(f"EXISTS (SELECT 1 FROM mna_rollup_path t WHERE t.path IN ({', '.join([p] * len(paths))})"
+                          " AND t.host = mna_rollup.host AND t.addon = mna_rollup.addon"
+                          " AND t.bucket_us = mna_rollup.bucket_us)")
             params += paths
         if paths_from > 0:  # keys folded before the path table existed: their paths are unknown
             either.append(f"first_seq <= {p}")
