@@ -412,6 +412,29 @@ def measure(dsn: str, repeat: int, out_json: str | None, key_dir: str) -> dict:
         "Audit Log all page deep": ("log", lambda: f"/log?before={rng.randint(1, head)}"),
         "Audit Log errors+host": ("log", lambda: f"/log?filter=errors&host={some_host}"),
         "Audit Log vendor+host (no match)": ("worst", lambda: f"/log?filter=vendor&host={some_host}"),
+        # Combinations a plain keyset query answers by walking a whole index (issue 7's miss): rare x
+        # rare, common x common that never meet, a text that is nowhere, a path that belongs to another
+        # module/direction, and deep keyset pages of rare combinations.
+        "Audit Log addon+host (no match)": ("worst", lambda: f"/log?addon=mit_licence&host={some_host}"),
+        "Audit Log inbound+channel smtp (no match)": ("worst", lambda: "/log?filter=inbound&channel=smtp"),
+        "Audit Log errors+channel+addon (rare)": (
+            "worst",
+            lambda: f"/log?filter=errors&channel=smtp&addon={some_addon}",
+        ),
+        "Audit Log q nowhere (no match)": ("worst", lambda: "/log?q=no-such-text-anywhere"),
+        "Audit Log q path of another module": ("worst", lambda: "/log?q=/shop&addon=web"),
+        "Audit Log q outbound path, inbound": ("worst", lambda: "/log?filter=inbound&q=chat/completions"),
+        "Audit Log vendor+q (no match)": ("worst", lambda: "/log?filter=vendor&q=stripe"),
+        "Audit Log vendor+licence host deep": (
+            "worst",
+            lambda: f"/log?filter=vendor&host=licence.mit-vendor.example&before={rng.randint(1, head)}",
+        ),
+        "Audit Log errors+q deep": (
+            "worst",
+            lambda: f"/log?filter=errors&q=stripe&before={rng.randint(1, head)}",
+        ),
+        "Audit Log q deep": ("worst", lambda: f"/log?q=partner1&before={rng.randint(1, head)}"),
+        "API rows vendor+host (no match)": ("worst", lambda: f"/api/rows?filter=vendor&host={some_host}"),
         "Audit Log search (q)": ("search", lambda: "/log?q=stripe"),
         "Audit Log grouped by host 24h": ("groups", lambda: "/log/groups?by=host&since=24h"),
         "Audit Log grouped by addon 7d": ("groups", lambda: "/log/groups?by=addon&since=7d"),
@@ -429,6 +452,7 @@ def measure(dsn: str, repeat: int, out_json: str | None, key_dir: str) -> dict:
     original_groups = trust._groups
     for name, (kind, url) in cases.items():
         times = []
+        cut = 0
         http = clean if kind in ("clean", "merged-clean") else client
         trust._groups = aggregated_groups if kind.startswith("merged") else original_groups
         http.get(url())  # warm the page cache and the rollup once; the first hit is reported separately
@@ -439,23 +463,112 @@ def measure(dsn: str, repeat: int, out_json: str | None, key_dir: str) -> dict:
             times.append((time.perf_counter() - t) * 1000)
             if resp.status_code != 200:
                 raise SystemExit(f"{u}: HTTP {resp.status_code}: {resp.text[:300]}")
+            # pages the search's time budget cut short (fewer rows, "searched down to seq ...")
+            cut += b"Searched rows down to seq" in resp.content
         results[name] = {
             "p50": statistics.median(times),
             "p95": _pctl(times, 0.95),
             "max": max(times),
             "bytes": len(resp.content),
+            "cut_short": cut,
         }
         print(
-            f"{name:38s} p50 {results[name]['p50']:8.1f} ms   p95 {results[name]['p95']:8.1f} ms"
-            f"   max {results[name]['max']:8.1f} ms",
+            f"{name:42s} p50 {results[name]['p50']:8.1f} ms   p95 {results[name]['p95']:8.1f} ms"
+            f"   max {results[name]['max']:8.1f} ms" + (f"   cut short {cut}/{repeat}" if cut else ""),
             flush=True,
         )
     trust._groups = original_groups
+    # The same rare combinations through the plain keyset query (what the Audit Log ran before the
+    # rollup-guided search), for comparison: a few runs each, they can take seconds.
+    from mit_network_audit.journal.store import RowFilter
+
+    plain_cases = {
+        "[plain query] vendor+host (no match)": RowFilter(vendor_bound=True, host=some_host),
+        "[plain query] inbound+channel smtp (no match)": RowFilter(direction="inbound", channel="smtp"),
+        "[plain query] q nowhere (no match)": RowFilter(text="no-such-text-anywhere"),
+        "[plain query] q path of another module": RowFilter(text="/shop", addon="web"),
+    }
+    for name, flt in plain_cases.items():
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            store.rows(flt, limit=50)
+            times.append((time.perf_counter() - t) * 1000)
+        results[name] = {"p50": statistics.median(times), "p95": max(times), "max": max(times), "bytes": 0}
+        print(f"{name:42s} median {results[name]['p50']:8.1f} ms   max {max(times):8.1f} ms", flush=True)
     summary = {"dsn_kind": getattr(store, "kind", "?"), "rows": head, "repeat": repeat, "results": results}
     if out_json:
         with open(out_json, "w") as fh:
             json.dump(summary, fh, indent=2)
     return summary
+
+
+def figures(dsn: str, key_dir: str, skip_verify: bool = False) -> dict:
+    """Issue 4's figures on a built journal: `report` over all of it, a full rollup rebuild (a catch-up
+    from empty; the build's own first catch-up is printed by ``build``), rollup == journal, verify."""
+    import subprocess
+
+    from mit_network_audit.journal.verify import verify
+    from mit_network_audit.report import rollup
+    from mit_network_audit.report.trust import build_report
+
+    os.environ["MNA_BENCH_DSN"] = dsn
+    use_bench_key(key_dir)
+    store = open_store(dsn)
+    out: dict = {"rows": store.max_seq(), "kind": getattr(store, "kind", "?")}
+    rollup.catch_up(store)
+    times = []
+    for _ in range(7):
+        t = time.perf_counter()
+        rep = build_report(store, since_us=0)
+        times.append((time.perf_counter() - t) * 1000)
+    out["report_ms"] = {"best": min(times), "median": statistics.median(times), "max": max(times)}
+    print(
+        f"report over all {out['rows']:,} rows (in-process, 7 runs): best {min(times):.0f} ms, "
+        f"median {statistics.median(times):.0f} ms, max {max(times):.0f} ms; verdict {rep.verdict}",
+        flush=True,
+    )
+    cli = os.path.join(os.path.dirname(sys.executable), "mit-network-audit")
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        done = subprocess.run(
+            [cli, "report", "--db", dsn, "--since", "60d", "--format", "json"], capture_output=True, text=True
+        )
+        times.append((time.perf_counter() - t) * 1000)
+    out["report_cli_ms"] = {"best": min(times), "median": statistics.median(times)}
+    print(
+        f"`mit-network-audit report --since 60d --format json` (process, 3 runs): best {min(times):.0f} ms, "
+        f"median {statistics.median(times):.0f} ms (exit {done.returncode})",
+        flush=True,
+    )
+    t = time.perf_counter()
+    res = rollup.rebuild(store)
+    took = time.perf_counter() - t
+    out["rebuild_s"], out["rebuild_rows"] = took, res.rows
+    print(
+        f"full rollup rebuild: {res.rows:,} rows in {took:.1f}s = {res.rows / took:,.0f} rows/s", flush=True
+    )
+    sizes = {
+        t: store.execute_raw(f"SELECT count(*) FROM {t}")[0][0] for t in ("mna_rollup", "mna_rollup_path")
+    }
+    out["rollup_rows"] = sizes
+    print(f"rollup rows: {sizes}", flush=True)
+    c = rollup.consistency(store)
+    out["consistency"] = c
+    print(f"consistency: {c['message']} ok={c['ok']}", flush=True)
+    if not skip_verify:
+        t = time.perf_counter()
+        v = verify(store)
+        took = time.perf_counter() - t
+        out["verify_s"], out["verify_ok"] = took, v.ok
+        print(
+            f"verify (hash chain): {v.rows_checked:,} rows in {took:.1f}s = {v.rows_checked / took:,.0f} rows/s; "
+            f"ok={v.ok} {v.message}",
+            flush=True,
+        )
+    store.close()
+    return out
 
 
 def main(argv=None) -> int:
@@ -477,6 +590,11 @@ def main(argv=None) -> int:
     m.add_argument("--repeat", type=int, default=40)
     m.add_argument("--json")
     m.add_argument("--key-dir", default="/tmp/mna-bench-web-keys")
+    f = sub.add_parser("figures", help="report / rollup rebuild / consistency / verify timings")
+    f.add_argument("--db", required=True)
+    f.add_argument("--key-dir", default="/tmp/mna-bench-web-keys")
+    f.add_argument("--skip-verify", action="store_true")
+    f.add_argument("--json")
     c = sub.add_parser("checkpoint", help="sign a checkpoint of the journal (for the proof page)")
     c.add_argument("--db", required=True)
     c.add_argument("--key-dir", default="/tmp/mna-bench-web-keys")
@@ -484,6 +602,11 @@ def main(argv=None) -> int:
     if args.cmd == "build":
         build(args.db, args.rows, defer_indexes=args.defer_indexes)
         checkpoint_journal(args.db, args.key_dir)
+    elif args.cmd == "figures":
+        result = figures(args.db, args.key_dir, args.skip_verify)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(result, fh, indent=2)
     elif args.cmd == "checkpoint":
         checkpoint_journal(args.db, args.key_dir)
     else:
