@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import trustme
 
+from net_support import close_listener
+
 USER = "mailuser"
 PASSWORD = "canary-Pa55w0rd-7f3a9c"  # must never appear in any event
 RECIPIENT = "canary.recipient.7f3a9c@example.org"  # must never appear in any event
@@ -123,7 +125,7 @@ class LineServer:
                 pass
 
     def stop(self) -> None:
-        self._listener.close()
+        close_listener(self._listener)
 
 
 # -- IMAP4rev1 ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 
 import mit_network_audit as mna
 from mit_network_audit.interceptor import capture
+from net_support import close_listener
 
 
 def _echo_listener(family=socket.AF_INET, host="127.0.0.1"):
@@ -44,7 +45,7 @@ def test_ipv6_loopback_raw_row(sink):
     c.sendall(b"hi")
     assert c.recv(100) == b"pong:hi"
     c.close()
-    srv.close()
+    close_listener(srv)
     rows = _outbound(sink)
     assert [(e.channel, e.host, e.dest_ip, e.dest_port) for e in rows] == [("socket", "::1", "::1", port)]
     assert rows[0].src_ip == "::1" and rows[0].req_bytes == 2 and rows[0].resp_bytes == len(b"pong:hi")
@@ -99,7 +100,7 @@ def test_suppressed_traffic_is_never_a_row(sink):
         raw = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)  # the audit hook honours it too
         raw.connect(("127.0.0.1", port))
         raw.close()
-    srv.close()
+    close_listener(srv)
     assert _outbound(sink) == []
 
 
@@ -125,7 +126,7 @@ def test_audit_hook_fail_open_when_every_collaborator_raises(sink):
         c.connect(("127.0.0.1", port))
         c.close()
     finally:
-        srv.close()
+        close_listener(srv)
     assert mna.stats().get("errors.attribution", 0) >= before + 2
 
 
@@ -136,5 +137,5 @@ def test_audit_hook_inert_after_uninstall(sink):
     raw = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
     raw.connect(("127.0.0.1", port))
     raw.close()
-    srv.close()
+    close_listener(srv)
     assert _outbound(sink) == []

@@ -9,6 +9,7 @@ import pytest
 
 import mit_network_audit as mna
 from acme_connector import client
+from net_support import close_listener
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def tcp_server():
 
     threading.Thread(target=serve, daemon=True).start()
     yield srv.getsockname()[1]
-    srv.close()
+    close_listener(srv)
 
 
 def test_raw_socket_row_with_bytes_and_attribution(sink, tcp_server):
@@ -164,7 +165,7 @@ def test_raw_tls_row_counts_application_bytes(sink, tmp_path):
     with pytest.raises(ssl.SSLCertVerificationError):
         with socket.create_connection(("127.0.0.1", port)) as raw:
             bad.wrap_socket(raw, server_hostname="localhost")
-    listener.close()
+    close_listener(listener)
     rows = [e for e in sink.events if e.direction == "outbound"]
     assert [(e.channel, e.protocol, e.outcome) for e in rows] == [("socket", "tls", "ok"), ("socket", "tls", "error")]
     assert rows[0].req_bytes == 5 and rows[0].resp_bytes == len(b"tls-pong:hello")

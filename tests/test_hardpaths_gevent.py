@@ -15,6 +15,7 @@ from collections import Counter
 import pytest
 
 import mail_support as ms
+from net_support import close_listener
 
 pytest.importorskip("gevent")
 
@@ -82,7 +83,7 @@ def servers(tmp_path_factory):
     threading.Thread(target=serve, daemon=True).start()
     yield ms.smtp_port(smtp), listener.getsockname()[1]
     smtp.stop()
-    listener.close()
+    close_listener(listener)
 
 
 def run_worker(tmp_path, mode, servers, http_server):

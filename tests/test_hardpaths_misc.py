@@ -16,6 +16,7 @@ import pytest
 
 import mail_support as ms
 import mit_network_audit as mna
+from net_support import close_listener
 
 CLI = [sys.executable, "-m", "mit_network_audit.cli"]
 
@@ -40,7 +41,7 @@ def tcp_server():
 
     threading.Thread(target=serve, daemon=True).start()
     yield listener.getsockname()[1], accepted
-    listener.close()
+    close_listener(listener)
 
 
 @pytest.fixture(scope="module")

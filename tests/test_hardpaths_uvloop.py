@@ -11,6 +11,7 @@ import threading
 import pytest
 
 import mail_support as ms
+from net_support import close_listener
 
 uvloop = pytest.importorskip("uvloop")
 
@@ -47,7 +48,7 @@ def echo(tmp_path_factory):
 
     yield start(False), start(True), certs
     for listener in listeners:
-        listener.close()
+        close_listener(listener)
 
 
 async def fetch(port, ssl=None):  # the "app": plain asyncio streams code
