@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .. import capture
 
+_new = object.__new__
+
 
 class CountingReader:
     """Proxy for a response's file object (http.client's ``fp``): counts what the reader takes,
@@ -21,6 +23,18 @@ class CountingReader:
         call._holds += 1  # call.hold(), inlined (once per HTTP response)
         if call._ended and not call._deferred:
             call.defer()
+
+    @classmethod
+    def wrap(cls, raw, call) -> CountingReader:
+        """``CountingReader(raw, call)`` without the ``__init__`` call (once per HTTP response)."""
+        self = _new(cls)
+        self._raw = raw
+        self._call = call
+        self._released = False
+        call._holds += 1
+        if call._ended and not call._deferred:
+            call.defer()
+        return self
 
     def _release(self) -> None:
         if not self._released:

@@ -69,7 +69,7 @@ def install(patches) -> None:
     HTTPConnection = http.client.HTTPConnection
     HTTPSConnection = http.client.HTTPSConnection
     current = capture._active_get
-    new_reader = object.__new__
+    counting_reader = CountingReader.wrap
     scope = capture.scope
 
     def make_putrequest(original):
@@ -164,13 +164,8 @@ def install(patches) -> None:
                             if owner.dest_ip is None:
                                 owner.dest_ip, owner.dest_port = peer["dest_ip"], peer["dest_port"]
                             owner.src_ip, owner.src_port = peer["src_ip"], peer["src_port"]
-                    if response.fp is not None:  # CountingReader(fp, owner) without its __init__ call
-                        reader = new_reader(CountingReader)
-                        reader._raw, reader._call, reader._released = response.fp, owner, False
-                        owner._holds += 1  # owner.hold(), inlined
-                        if owner._ended and not owner._deferred:
-                            owner.defer()
-                        response.fp = reader
+                    if response.fp is not None:
+                        response.fp = counting_reader(response.fp, owner)
                 except Exception:
                     capture.counters["errors.capture"] += 1
                 return response
