@@ -89,30 +89,32 @@ def _transaction(store):
                 raise
 
 
+# PostgreSQL: GROUP BYs over the rollup's ten text key columns as hash aggregates.  The planner
+# guesses about one group per row and sorts under the database's collation instead, 2-4x slower at
+# 10M journal rows (catch_up, trust._groups).
+HASH_AGGREGATES = ("SET LOCAL work_mem = '64MB'", "SET LOCAL enable_sort = off")
+# PostgreSQL: statements planned for their values every time, never by a prepared statement's generic plan.
+CUSTOM_PLANS = ("SET LOCAL plan_cache_mode = force_custom_plan",)
+
+
 @contextlib.contextmanager
+def pg_local(store, settings: tuple[str, ...]):
+    """One transaction with ``settings`` (``SET LOCAL`` statements) on PostgreSQL; nothing on SQLite."""
+    if not _is_pg(store):
+        yield
+        return
+    with store._lock, store.conn.transaction():
+        for statement in settings:
+            store.execute_raw(statement)
+        yield
+
+
 def hash_aggregates(store):
-    """PostgreSQL: GROUP BYs over the rollup's ten text key columns as hash aggregates for one
-    transaction.  The planner guesses about one group per row and sorts under the database's
-    collation instead, 2-4x slower at 10M journal rows (see catch_up, trust._groups)."""
-    if not _is_pg(store):
-        yield
-        return
-    with store._lock, store.conn.transaction():
-        store.execute_raw("SET LOCAL work_mem = '64MB'")
-        store.execute_raw("SET LOCAL enable_sort = off")
-        yield
+    return pg_local(store, HASH_AGGREGATES)
 
 
-@contextlib.contextmanager
 def custom_plans(store):
-    """PostgreSQL: one transaction whose statements are planned for their values every time
-    (``plan_cache_mode = force_custom_plan``), never by a prepared statement's generic plan."""
-    if not _is_pg(store):
-        yield
-        return
-    with store._lock, store.conn.transaction():
-        store.execute_raw("SET LOCAL plan_cache_mode = force_custom_plan")
-        yield
+    return pg_local(store, CUSTOM_PLANS)
 
 
 def ensure_tables(store) -> None:
@@ -202,12 +204,10 @@ def catch_up(store, progress=None, chunk: int = CHUNK) -> RollupResult:
             if mark >= head:
                 break
             if pg:
-                # The planner guesses ~one group per row (it cannot know that a chunk holds a few
-                # thousand keys) and sorts 500k rows by ten text columns under the database's
-                # collation; a hash aggregate of the same rows is ~2.4x faster (10M-row journal:
-                # the aggregate 2.9 -> 1.2 s per chunk).  Both only for this transaction.
-                store.execute_raw("SET LOCAL work_mem = '64MB'")
-                store.execute_raw("SET LOCAL enable_sort = off")
+                # A chunk holds a few thousand keys, not ~one per row as the planner guesses: hash
+                # aggregate its 500k rows (10M-row journal: 2.9 -> 1.2 s per chunk), this transaction only.
+                for statement in HASH_AGGREGATES:
+                    store.execute_raw(statement)
             if store.meta_get(PATHS_FROM) is None:
                 store.meta_set(PATHS_FROM, str(mark))  # rows up to here were folded without their paths
             upper = min(head, mark + chunk)
