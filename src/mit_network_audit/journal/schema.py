@@ -64,6 +64,13 @@ def decode_row(row) -> JournalRow:
     return JournalRow(row[0], NetEvent(**kwargs), row[1 + _N], row[2 + _N], row[3 + _N])
 
 
+def contains_pattern(text: str) -> str:
+    """A LIKE/ILIKE pattern (used with ``ESCAPE '\\'``) matching values that contain ``text`` literally:
+    ``%``, ``_`` and the escape character itself are escaped.  The Audit Log's rollup-guided search and
+    the grouped view build their patterns here too, so they match exactly what the plain query does."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def where_clause(flt: RowFilter | None, placeholder: str, *, before_seq: int | None = None,
                  after_seq: int | None = None, text_op: str = "LIKE") -> tuple[str, list]:
     """SQL WHERE (with leading ' WHERE ' or '') and its parameters for a RowFilter."""
@@ -82,7 +89,7 @@ def where_clause(flt: RowFilter | None, placeholder: str, *, before_seq: int | N
             clauses.append(f"logged_at_us < {placeholder}")
             params.append(flt.until_us)
         if flt.text:
-            like = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            like = contains_pattern(flt.text)
             clauses.append(
                 f"(host {text_op} {placeholder} ESCAPE '\\' OR addon {text_op} {placeholder} ESCAPE '\\'"
                 f" OR path {text_op} {placeholder} ESCAPE '\\')"

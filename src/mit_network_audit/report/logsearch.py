@@ -29,6 +29,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from ..journal.schema import contains_pattern
 from ..journal.store import JournalRow, RowFilter
 from . import rollup
 
@@ -119,7 +120,7 @@ def _rollup_where(store, flt: RowFilter, p: str, pg: bool, paths_from: int) -> t
         # The journal's own operator over the same values: LIKE on SQLite, ILIKE on PostgreSQL.  The
         # text is matched against the few distinct hosts, modules and paths, not against every key.
         op = "ILIKE" if pg else "LIKE"
-        like = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        like = contains_pattern(flt.text)
         hosts = _distinct_like(store, "mna_rollup", "host", op, p, like)
         addons = _distinct_like(store, "mna_rollup", "addon", op, p, like)
         paths = _distinct_like(store, "mna_rollup_path", "path", op, p, like)

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
+from ...journal.schema import contains_pattern
 from ...report import rollup
 from ..app import LOG_FILTERS, PERIODS
 from ..registry import Context, NavItem, page_module
@@ -46,8 +47,7 @@ def grouped(store, by: str, kind: str, since: str, *, search: str | None = None)
     if search:
         # LOWER(...) LIKE: case-insensitive on both backends; the rollup is small, a scan is cheap.
         like = f" AND LOWER({by}) LIKE {p} ESCAPE '\\'"
-        escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        extra = (f"%{escaped}%",)
+        extra = (contains_pattern(search.lower()),)
     rows = store.execute_raw(
         f"SELECT {by}, sum(n), sum(CASE WHEN outcome = 'error' THEN n ELSE 0 END), "
         f"sum(CASE WHEN vendor_bound = 1 THEN n ELSE 0 END), sum(req_bytes), sum(resp_bytes), max(last_us), "
