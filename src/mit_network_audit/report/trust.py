@@ -60,46 +60,22 @@ def _p(store) -> str:
 
 
 def _groups(store, since_us: int, until_us: int, where: str = "", params: tuple = ()) -> list[dict]:
-    """The rollup's keys over the period, merged across hourly buckets by the database.
+    """The rollup's keys over the period, merged across its buckets by the database.
 
     One row per key instead of one per key per hour: the verdict rules need only sums, maxima and
-    the seq/time range of each key, so a 30-day report loads up to 720x fewer rows into Python.
-    ``bucket_us`` is the key's first hour in the period.
+    the seq/time range of each key, so a 30-day report loads up to 720x fewer rows into Python, and
+    reads whole days from the daily level (``rollup.period_rows``).  ``bucket_us`` is the start of
+    the key's first bucket in the period (an hour at the edges, a day within); ``first_us`` is exact.
     """
-    p = _p(store)
-    low = (since_us // rollup.HOUR_US) * rollup.HOUR_US
-    key = [k for k in rollup.KEY if k != "bucket_us"]
-    aggs = (
-        "sum(n)",
-        "sum(req_bytes)",
-        "sum(resp_bytes)",
-        "max(max_req_bytes)",
-        "sum(lost)",
-        "min(first_seq)",
-        "max(last_seq)",
-        "min(first_us)",
-        "max(last_us)",
-    )
-    cols = (
-        "bucket_us",
-        *key,
-        "n",
-        "req_bytes",
-        "resp_bytes",
-        "max_req_bytes",
-        "lost",
-        "first_seq",
-        "last_seq",
-        "first_us",
-        "last_us",
-    )
+    key = rollup.KEY[1:]
     with rollup.hash_aggregates(store):  # PostgreSQL: 10M-row journal, 30 days: 678 -> 158 ms
+        source, period = rollup.period_rows(store, since_us, until_us)
         rows = store.execute_raw(
-            f"SELECT min(bucket_us), {', '.join(key)}, {', '.join(aggs)} FROM mna_rollup "
-            f"WHERE bucket_us >= {p} AND bucket_us < {p} {where} GROUP BY {', '.join(key)}",
-            (low, until_us, *params),
+            f"SELECT min(bucket_us), {', '.join(key)}, {rollup.MERGED} FROM {source} "
+            f"WHERE true {where} GROUP BY {', '.join(key)}",
+            (*period, *params),
         )
-    return [dict(zip(cols, (int(v) if isinstance(v, Decimal) else v for v in r), strict=True)) for r in rows]
+    return [dict(zip(rollup.COLUMNS, (int(v) if isinstance(v, Decimal) else v for v in r), strict=True)) for r in rows]
 
 
 def _evidence(store, where: str, params: tuple, limit: int = 20) -> list[int]:
