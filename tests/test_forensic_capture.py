@@ -336,7 +336,9 @@ def test_on_in_scope_encrypted_read_journaled_out_of_scope_dropped(
         if wal is not None:
             log = wal.read()
             assert not canary.found_in(log) and not stranger.found_in(log)
-    # readable back only through the read path, which journals first
+    # readable back only through the read path, which journals first (pg_dump above is itself an
+    # audited subprocess call: its row is flushed first, so nothing else lands between)
+    a.flush()
     before = store.max_seq()
     got = forensic.read_body(store, bodies[0].chain_seq, actor="olga", via="test")
     assert got.body == canary.body and got.read_seq == before + 1
