@@ -1,6 +1,8 @@
 """The capture core without any library: scopes, ownership, fail-open, suppression, contexts."""
 
 import asyncio
+import os
+import sys
 import threading
 
 import pytest
@@ -50,6 +52,42 @@ def test_attribution_names_this_test_module(sink):
     ev = sink.events[0]
     assert ev.addon == "test_core_capture"
     assert ev.call_site.startswith("test_core_capture.py:") and ev.call_site.endswith("in fake_call")
+
+
+def test_caller_frame_without_getframe_events_and_its_fallbacks(sink, monkeypatch):
+    # begin() finds its caller's frame through a generator (capture._resumers), not sys._getframe,
+    # whose audit event would call every audit hook of the process on every audited call
+    events, listening = [], [True]  # a hook cannot be removed: it goes quiet after this test
+    sys.addaudithook(lambda e, a: events.append(e) if e == "sys._getframe" and listening else None)
+    events.clear()
+    fake_call()
+    assert events == [] and sink.events[-1].call_site.endswith("in fake_call")
+
+    # the generator already running (another thread resuming it): sys._getframe, same answer
+    def running():
+        fake_call()
+        yield
+
+    busy = running()
+    monkeypatch.setattr(capture, "_resumer", busy)
+    next(busy, None)
+    assert events == ["sys._getframe"] and sink.events[-1].call_site.endswith("in fake_call")
+    monkeypatch.undo()
+
+    # a forked child gets a fresh one (the parent may have forked while a thread was resuming it)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            fake_call()
+            os.write(write, (sink.events[-1].call_site + "|" + str(len(events))).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    site, n = os.read(read, 4096).decode().split("|")
+    listening.clear()
+    assert site.endswith("in fake_call") and n == "1" and capture._resumer is not busy
 
 
 def test_error_outcome_keeps_class_not_message(sink):

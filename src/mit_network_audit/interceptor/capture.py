@@ -233,7 +233,12 @@ def begin(
         attributor = rt.attributor
         if attributor is not None and direction != "inbound":
             try:
-                call.owner = attributor.attribute(frame if frame is not None else _getframe(1))
+                if frame is None:
+                    try:
+                        frame = _next(_resumer).f_back  # our caller: sys._getframe(1), no audit event
+                    except ValueError:  # another thread is resuming it right now
+                        frame = _getframe(1)
+                call.owner = attributor.attribute(frame)
             except Exception:
                 counters["errors.attribution"] += 1
         if activate:
@@ -436,11 +441,12 @@ def stats() -> dict:
 
 
 def reset_after_fork() -> None:
-    global _flight
+    global _flight, _resumer
     _flight = _process_counts.header()  # the page this child's parent reads (or a private one)
     _active.set(None)
     _pending.clear()
     _pid[0] = os.getpid()
+    _resumer = _new_resumer()  # the parent may have forked while a thread was resuming it
     _unbuilt.clear()  # the parent's; a read in the child still builds them
     _event_module._build_lock = threading.RLock()  # another thread of the parent may have held it
 
@@ -454,6 +460,30 @@ _active_get = _active.get
 _active_set = _active.set
 _suppressed_get = _suppressed.get
 _getframe = sys._getframe
+
+
+def _resumers():
+    """Yields the frame that resumed it: ``sys._getframe(1)`` without its audit event.
+
+    ``sys._getframe`` raises a ``sys._getframe`` audit event (PEP 578): a call into every audit
+    hook of the process, ~2.8k instructions, on every audited call.  A running generator's frame
+    links back to whoever resumed it, and ``f_back`` raises no event; the generator's own frame is
+    read once (that read is audited).  Two threads cannot resume one generator at once: the one
+    that finds it running gets ValueError and falls back to ``sys._getframe``."""
+    me = yield
+    while True:
+        yield me.f_back
+
+
+def _new_resumer():
+    gen = _resumers()
+    next(gen)
+    gen.send(gen.gi_frame)
+    return gen
+
+
+_resumer = _new_resumer()
+_next = next
 _time_ns = time.time_ns
 _perf_ns = time.perf_counter_ns
 _pid = [os.getpid()]
