@@ -79,6 +79,18 @@ def migrate_on(cur) -> None:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
 
 
+# Rows encoded before a writer takes the lock.  The rest of a batch is encoded under it, while the
+# server inserts what COPY already sent: one writer no longer pays the encoding and the insert in
+# series (the server is the slower of the two, so the lock is held about as long as before).
+ENCODED_AHEAD = 128
+
+
+def _encoded_stream(ahead: list, events: Sequence[NetEvent], chunk: int = ENCODED_AHEAD):
+    yield from ahead
+    for start in range(len(ahead), len(events), chunk):
+        yield from prepare_rows(events[start : start + chunk], bool_as_int=False)
+
+
 class PostgresStore:
     kind = "postgres"
 
@@ -101,7 +113,9 @@ class PostgresStore:
     def append(self, events: Sequence[NetEvent]) -> list[JournalRow]:
         if not events:
             return []
-        prepared = prepare_rows(events, bool_as_int=False)  # the costly part, outside the writers' lock
+        # The first rows are encoded before the writers' lock, so the server has work the moment
+        # it is held; the rest while it inserts those (``_encoded_stream``).
+        ahead = prepare_rows(events[:ENCODED_AHEAD], bool_as_int=False)
         with self._lock, self.conn.transaction():
             conn = self.conn
             # Two statements on purpose: in READ COMMITTED the head must be read with a snapshot
@@ -114,7 +128,7 @@ class PostgresStore:
                 # Linked and written row by row: COPY sends every ~32 KiB, so the server inserts the
                 # first rows while the rest are still being hashed.
                 write_row, keep = copy.write_row, rows.append
-                for row in iter_linked(prepared, seq, prev):
+                for row in iter_linked(_encoded_stream(ahead, events), seq, prev):
                     write_row(row)
                     keep(row)
         return [JournalRow(r[0], e, r[-3], r[-2], r[-1]) for r, e in zip(rows, events, strict=True)]
