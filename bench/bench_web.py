@@ -550,7 +550,7 @@ def figures(dsn: str, key_dir: str, skip_verify: bool = False) -> dict:
         f"full rollup rebuild: {res.rows:,} rows in {took:.1f}s = {res.rows / took:,.0f} rows/s", flush=True
     )
     sizes = {
-        t: store.execute_raw(f"SELECT count(*) FROM {t}")[0][0] for t in ("mna_rollup", "mna_rollup_path")
+        t: store.execute_raw(f"SELECT count(*) FROM {t}")[0][0] for t in ("mna_rollup", "mna_rollup_day", "mna_rollup_path")
     }
     out["rollup_rows"] = sizes
     print(f"rollup rows: {sizes}", flush=True)
