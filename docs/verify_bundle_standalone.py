@@ -48,8 +48,9 @@ def open_note(note, key):  # returns the note body if a signature line by key ve
     body += "\n"
     for line in sigs.splitlines():
         if line.startswith(f"— {name} "):
-            raw = base64.b64decode(line.split(" ")[2], validate=True)
-            if raw[:4] == keyid:
+            tok = line.split(" ")[2]
+            raw = base64.b64decode(tok, validate=True)  # and canonical: spare bits set = another file
+            if raw[:4] == keyid and base64.b64encode(raw).decode() == tok:
                 Ed25519PublicKey.from_public_bytes(pub).verify(raw[4:], body.encode())  # raises if bad
                 return body
     fail("note not signed by the trusted key")

@@ -3,6 +3,7 @@ anywhere — one byte, at any position of any file — is rejected by both."""
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import io
 import json
@@ -149,6 +150,27 @@ def test_any_single_byte_change_fails_both_verifiers(flip_root, data):
         (target / n).write_bytes(blob)
     assert not verify_bundle(str(target), vkey).ok, (name, pos, mask)
     assert not standalone_ok(str(target), vkey), (name, pos, mask)
+
+
+def test_manifest_signature_with_spare_base64_bits_fails_both_verifiers(flip_root):
+    # Found by the test above (MANIFEST, byte 583, mask 1): the signature's last base64 character
+    # carries 2 bits no byte uses; a lenient decoder reads the same signature from another file.
+    files, vkey = _pristine(flip_root)
+    manifest = files["MANIFEST"].decode()
+    body, _, sig_line = manifest.rpartition("\n\n")
+    token = sig_line.rstrip("\n").rsplit(" ", 1)[1]
+    assert token.endswith("=") and not token.endswith("==")  # 68 bytes: the last quad holds 2 bytes
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    spare = alphabet[alphabet.index(token[-2]) ^ 1]
+    twin = token[:-2] + spare + "="
+    assert base64.b64decode(twin) == base64.b64decode(token) and twin != token
+    target = flip_root / "spare-bits"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir()
+    for name, blob in files.items():
+        (target / name).write_bytes(blob if name != "MANIFEST" else manifest.replace(token, twin).encode())
+    assert not verify_bundle(str(target), vkey).ok
+    assert not standalone_ok(str(target), vkey)
 
 
 # --- prove ---------------------------------------------------------------------------------------------

@@ -120,6 +120,8 @@ def open_note(note: str, verifier: Verifier) -> Checkpoint:
             raw = base64.b64decode(b64.encode("ascii"), validate=True)
         except ValueError:
             raise NoteError("signature is not base64") from None
+        if base64.b64encode(raw).decode("ascii") != b64:  # spare bits set: the same signature, another text
+            raise NoteError("signature is not canonical base64")
         if name != verifier.name or raw[:4] != verifier.key_id:
             continue  # C2SP: ignore signatures from unknown keys
         if len(raw) != 68 or not verifier.verify(body.encode("utf-8"), raw[4:]):
