@@ -60,12 +60,21 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _unb64_hash(text: str) -> bytes:
+def unb64_canonical(text: str, what: str) -> bytes:
+    """Canonical base64 only: with the spare bits of its last character set, one value has several
+    spellings — a changed file whose signature and hashes still decode to the signed bytes."""
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
     except ValueError:
-        raise NoteError(f"not base64: {text[:20]!r}") from None
-    if len(raw) != 32 or _b64(raw) != text:
+        raise NoteError(f"{what} is not base64: {text[:20]!r}") from None
+    if _b64(raw) != text:
+        raise NoteError(f"{what} is not canonical base64")
+    return raw
+
+
+def _unb64_hash(text: str) -> bytes:
+    raw = unb64_canonical(text, "a hash line")
+    if len(raw) != 32:
         raise NoteError("a hash line must be the canonical base64 of 32 bytes")
     return raw
 
@@ -116,12 +125,7 @@ def open_note(note: str, verifier: Verifier) -> Checkpoint:
         if len(parts) != 2:
             raise NoteError("malformed signature line")
         name, b64 = parts
-        try:
-            raw = base64.b64decode(b64.encode("ascii"), validate=True)
-        except ValueError:
-            raise NoteError("signature is not base64") from None
-        if base64.b64encode(raw).decode("ascii") != b64:  # spare bits set: the same signature, another text
-            raise NoteError("signature is not canonical base64")
+        raw = unb64_canonical(b64, "signature")
         if name != verifier.name or raw[:4] != verifier.key_id:
             continue  # C2SP: ignore signatures from unknown keys
         if len(raw) != 68 or not verifier.verify(body.encode("utf-8"), raw[4:]):

@@ -19,7 +19,6 @@ signature covers the remaining bytes.  docs/verify_bundle_standalone.py re-imple
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -35,6 +34,7 @@ from .checkpoint import (
     open_note,
     sign_note,
     tree_view,
+    unb64_canonical,
 )
 from .keys import KeyProblem, SigningKey, Verifier, load_signing_key, load_verifier
 from .merkle import CompactRange, peak_layout, verify_consistency, verify_inclusion
@@ -259,9 +259,8 @@ def _verify_files(files: dict[str, bytes], public_key: str | None, res: BundleRe
         prefix = f"— {verifier.name} "
         if not sig_line.startswith(prefix) or not sig_line.endswith("\n") or sig_line.count("\n") != 1:
             raise BundleError("MANIFEST signature line is malformed")
-        raw = base64.b64decode(sig_line[len(prefix):-1].encode("ascii"), validate=True)
-        if base64.b64encode(raw).decode() != sig_line[len(prefix):-1] or raw[:4] != verifier.key_id or \
-                not verifier.verify(body.encode("utf-8"), raw[4:]):
+        raw = unb64_canonical(sig_line[len(prefix):-1], "MANIFEST signature")
+        if raw[:4] != verifier.key_id or not verifier.verify(body.encode("utf-8"), raw[4:]):
             raise BundleError("MANIFEST signature does not verify")
     extra = sorted(set(files) - set(FILES) - {"MANIFEST"})
     if extra:
