@@ -460,6 +460,20 @@ _active_get = _active.get
 _active_set = _active.set
 _suppressed_get = _suppressed.get
 _getframe = sys._getframe
+_next = next
+_time_ns = time.time_ns
+_perf_ns = time.perf_counter_ns
+_pid = [os.getpid()]
+# Calls begun / finished (slots H_BEGUN=5, H_FINISHED=6 of this process's page): see process_counts.
+_flight = _process_counts.header()
+# The most recent emitted PendingEvents (not necessarily built yet): stats() builds them first.
+# Bounded, so a sink that drops events unread (a counter, a sampler) does not keep them alive.
+_unbuilt: deque = deque(maxlen=1024)
+_unbuilt_append = _unbuilt.append
+_new_pending = _object_new = object.__new__
+_set_attr = object.__setattr__
+_new_event_id = new_event_id
+_EVENT_FIELDS = frozenset(FIELD_NAMES)
 
 
 def _resumers():
@@ -482,18 +496,4 @@ def _new_resumer():
     return gen
 
 
-_resumer = _new_resumer()
-_next = next
-_time_ns = time.time_ns
-_perf_ns = time.perf_counter_ns
-_pid = [os.getpid()]
-# Calls begun / finished (slots H_BEGUN=5, H_FINISHED=6 of this process's page): see process_counts.
-_flight = _process_counts.header()
-# The most recent emitted PendingEvents (not necessarily built yet): stats() builds them first.
-# Bounded, so a sink that drops events unread (a counter, a sampler) does not keep them alive.
-_unbuilt: deque = deque(maxlen=1024)
-_unbuilt_append = _unbuilt.append
-_new_pending = _object_new = object.__new__
-_set_attr = object.__setattr__
-_new_event_id = new_event_id
-_EVENT_FIELDS = frozenset(FIELD_NAMES)
+_resumer = _new_resumer()  # begin() reads its caller's frame through it

@@ -113,8 +113,6 @@ class PostgresStore:
     def append(self, events: Sequence[NetEvent]) -> list[JournalRow]:
         if not events:
             return []
-        # The first rows are encoded before the writers' lock, so the server has work the moment
-        # it is held; the rest while it inserts those (``_encoded_stream``).
         ahead = prepare_rows(events[:ENCODED_AHEAD], bool_as_int=False)
         with self._lock, self.conn.transaction():
             conn = self.conn
@@ -125,8 +123,8 @@ class PostgresStore:
             seq, prev = (head[0] + 1, bytes.fromhex(head[1])) if head else (1, ZERO_HASH)
             rows = []
             with conn.cursor() as cur, cur.copy(_COPY) as copy:
-                # Linked and written row by row: COPY sends every ~32 KiB, so the server inserts the
-                # first rows while the rest are still being hashed.
+                # Encoded (past ENCODED_AHEAD), linked and written row by row: COPY sends every
+                # ~32 KiB, so the server inserts the first rows while the rest are still being made.
                 write_row, keep = copy.write_row, rows.append
                 for row in iter_linked(_encoded_stream(ahead, events), seq, prev):
                     write_row(row)
