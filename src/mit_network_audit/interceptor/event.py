@@ -205,7 +205,13 @@ def now_us() -> int:
 
 
 def new_event_id() -> str:
-    return os.urandom(16).hex()
+    """128 bits, hex: 48 bits of Unix time in milliseconds, then 80 random bits.
+
+    As unique as a random id (80 random bits per millisecond), but ids made close in time sort close
+    together, so the journal's unique index on event_id takes each new row at its right-hand edge
+    instead of on a random page: SQLite append 1.2x, a large journal far more (docs/benchmarks.md).
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 _HOSTNAME = socket.gethostname()
