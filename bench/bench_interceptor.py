@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_interceptor.py --instructions   # callgrind instruction counts
 
 * requests.Session.get (keep-alive) to a loopback server (in another process): no instrumentation,
-  ours, OpenTelemetry requests+urllib3 with a no-op tracer provider, and with the SDK + in-memory exporter;
+  ours (a writer-shaped sink without a database), ours_journal (the real SQLite journal sink), OpenTelemetry requests+urllib3 with a no-op tracer provider, and with the SDK + in-memory exporter;
 * a raw socket connect + close to a loopback listener: none vs ours;
 * a WSGI request through the middleware (called directly, no server): none vs ours;
 * RSS after 100k audited calls vs uninstrumented.
@@ -60,7 +60,15 @@ WORKER = textwrap.dedent("""
         def emit(self, event):
             event.as_dict()
 
-    if mode.startswith("ours"):
+    if mode == "ours_journal":
+        # The product as shipped: the journal's BatchingSink writing a SQLite journal (its writer
+        # thread builds, chains and inserts every row beside the calling thread).
+        import tempfile
+        import mit_network_audit
+        from mit_network_audit.journal.sink import BatchingSink
+        journal_dir = tempfile.mkdtemp(prefix="mna-bench-")
+        mit_network_audit.install(sink=BatchingSink(f"sqlite:///{journal_dir}/journal.db"), salt=b"bench" * 8)
+    elif mode.startswith("ours"):
         import mit_network_audit
         mit_network_audit.install(sink=SyncSink() if mode == "ours_sync" else WriterSink(), salt=b"bench" * 8)
     elif mode.startswith("otel"):
@@ -141,6 +149,12 @@ WORKER = textwrap.dedent("""
     proc = (time.process_time_ns() - p0) / len(samples) / 1000
     print(json.dumps({"median_us": statistics.median(samples) / 1000, "cpu_us": statistics.mean(cpu) / 1000,
                       "proc_us": proc}))
+    if mode == "ours_journal":
+        import shutil
+        from mit_network_audit.journal.sink import flush_all
+        mit_network_audit.uninstall()
+        flush_all()
+        shutil.rmtree(journal_dir, ignore_errors=True)
 """)
 
 LISTENER = textwrap.dedent("""
@@ -249,7 +263,7 @@ def main() -> None:
     cpu: dict[tuple[str, str], list[float]] = {}
     proc: dict[tuple[str, str], list[float]] = {}
     try:
-        plan = [("requests", m) for m in ("none", "ours", "ours_sync", "otel_noop", "otel_sdk")]
+        plan = [("requests", m) for m in ("none", "ours", "ours_journal", "ours_sync", "otel_noop", "otel_sdk")]
         plan += [("socket", m) for m in ("none", "ours")] + [("wsgi", m) for m in ("none", "ours")]
         for r in range(args.rounds):
             for what, mode in plan:

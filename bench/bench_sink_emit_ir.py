@@ -20,10 +20,10 @@ import tempfile
 WORKER = r"""
 import os, sys
 n = int(sys.argv[1])
-from mit_network_audit.interceptor.event import PendingEvent
+from mit_network_audit.interceptor.event import UnbuiltEvent
 from mit_network_audit.journal.sink import BatchingSink
 sink = BatchingSink("sqlite:///" + sys.argv[2], batch_size=10**9, flush_interval=3600, queue_limit=10**9)
-events = [object.__new__(PendingEvent) for _ in range(n)]
+events = [object.__new__(UnbuiltEvent) for _ in range(n)]
 emit = sink.emit
 emit(events[0])  # starts the writer thread, which then waits
 for e in events[1:]:

@@ -155,6 +155,43 @@ def test_verify_catches_tampering(tmp_path_factory, kind, seq, backend, request)
     assert result.first_bad_seq is not None and result.first_bad_seq <= seq + 1
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "pg"])
+def test_verify_catches_a_fork_with_valid_hashes(tmp_path, backend, request):
+    """A second row linked to an earlier one (a fork), appended with every hash honestly recomputed.
+    SQLite has no UNIQUE (prev_hash) (docs/benchmarks.md: our writers cannot fork it under BEGIN
+    IMMEDIATE); PostgreSQL's constraint is dropped first, as an attacker with the owner's role could.
+    Either way verify reports the forked row."""
+    from mit_network_audit.journal import schema
+    from mit_network_audit.journal.canonical import chain_rows
+
+    if backend == "pg":
+        dsn = request.getfixturevalue("pg_dsn")
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("DROP TABLE IF EXISTS egress_log, mna_meta CASCADE")
+    else:
+        dsn = f"sqlite:///{tmp_path}/j.db"
+    store = open_store(dsn)
+    rows = store.append(make_events(10))
+    store.close()
+    fork_parent = rows[4]  # chain_seq 5: row 11 will claim it as its predecessor, beside row 6
+    [forged] = chain_rows(make_events(1), 11, bytes.fromhex(fork_parent.row_hash), bool_as_int=backend == "sqlite")
+    marks = ", ".join(["%s" if backend == "pg" else "?"] * len(forged))
+    insert = f"INSERT INTO egress_log ({schema.SELECT_LIST}) VALUES ({marks})"
+    if backend == "pg":
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("ALTER TABLE egress_log DROP CONSTRAINT egress_log_prev_unique")
+            c.execute(insert, forged)
+    else:
+        c = sqlite3.connect(dsn[len("sqlite:///"):], isolation_level=None)
+        assert not [r for r in c.execute("PRAGMA index_list(egress_log)") if r[1].endswith("_prev")]
+        c.execute(insert, forged)
+        c.close()
+    store = open_store(dsn)
+    result = verify(store)
+    store.close()
+    assert not result.ok and result.first_bad_seq == 11, result
+
+
 def _writer(dsn, n_threads, per_thread):
     store = open_store(dsn)
     lock = threading.Lock()

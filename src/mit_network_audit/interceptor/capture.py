@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from . import event as _event_module
 from . import process_counts as _process_counts
 from .event import FIELD_NAMES, new_event_id
-from .event import PendingEvent as _PendingEvent
+from .event import UnbuiltEvent as _UnbuiltEvent
 
 # The call that currently owns the row in this thread / task, if any.
 _active: contextvars.ContextVar[Call | None] = contextvars.ContextVar("mna_active_call", default=None)
@@ -319,7 +319,7 @@ def finish(call: Call) -> None:
     if call._deferred:
         _pending.discard(call)
     try:
-        event = _new_pending(_PendingEvent)  # fields come later (PendingEvent.__getattr__)
+        event = _new_pending(_UnbuiltEvent)  # fields come later (UnbuiltEvent.__getattr__)
         _set_attr(
             event,
             "_src",
@@ -377,10 +377,9 @@ def _build(call: Call, duration_ns: int, logged_at_us: int, pipeline, pid: int) 
                 ev["src_ip"], ev["src_port"] = local[0], local[1]
             except Exception:
                 pass
-    unknown = [key for key in ev if key not in _EVENT_FIELDS]
-    if unknown:  # a stage wrote a field the schema does not have: drop it, count it
+    if not _EVENT_FIELDS.issuperset(ev):  # a stage wrote a field the schema does not have: drop it, count it
         counters["errors.pipeline"] += 1
-        for key in unknown:
+        for key in [key for key in ev if key not in _EVENT_FIELDS]:
             del ev[key]
     return ev
 

@@ -6,41 +6,41 @@ counts (never propagates) a stage's failure, falling back to a safe default for 
 
 from __future__ import annotations
 
-import os
 import socket
 
 from . import capture
-from .event import new_event_id, now_us
+from .event import new_event_id
 
 _HOSTNAME = socket.gethostname()
 
 
 def base_fields(call, ev: dict) -> None:
-    # logged_at_us, duration_us and pid are taken when the call finishes (capture.finish), since
-    # the pipeline itself runs later, off the caller's path; the values here are overwritten.
-    ev.update(
-        event_id=new_event_id(),
-        logged_at_us=now_us(),
-        started_at_us=call.started_at_us,
-        direction=call.direction,
-        channel=call.channel,
-        protocol=call.protocol,
-        method=",".join(call.verbs) if call.verbs else call.method,
-        host=call.host,
-        port=call.port,
-        dest_ip=call.dest_ip,
-        dest_port=call.dest_port,
-        src_ip=call.src_ip,
-        src_port=call.src_port,
-        status=call.status,
-        outcome=call.outcome,
-        error=call.error,
-        req_bytes=call.req_bytes,
-        resp_bytes=call.resp_bytes,
-        pid=os.getpid(),
-        hostname=_HOSTNAME,
-        detail=call.detail,
-    )
+    # logged_at_us, duration_us and pid are not set here: they are taken when the call finishes
+    # (capture.finish), since the pipeline itself runs later, off the caller's path.
+    ev.update({
+        "event_id": new_event_id(),
+        "started_at_us": call.started_at_us,
+        "direction": call.direction,
+        "channel": call.channel,
+        "protocol": call.protocol,
+        "method": ",".join(call.verbs) if call.verbs else call.method,
+        "host": call.host,
+        "port": call.port,
+        "dest_ip": call.dest_ip,
+        "dest_port": call.dest_port,
+        "src_ip": call.src_ip,
+        "src_port": call.src_port,
+        "status": call.status,
+        "outcome": call.outcome,
+        "error": call.error,
+        "req_bytes": call.req_bytes,
+        "resp_bytes": call.resp_bytes,
+        "hostname": _HOSTNAME,
+        "detail": call.detail,
+    })
+
+
+_via_memo: dict = {}  # (owner's via, inner layers) -> the row's via; a handful of distinct stacks
 
 
 def attribution(call, ev: dict) -> None:
@@ -48,8 +48,14 @@ def attribution(call, ev: dict) -> None:
     if owner is not None:
         via = owner.via
         if call.layers:
-            via = via + tuple(name for name in call.layers if name not in via)
-        ev.update(addon=owner.addon, addon_author=owner.author, call_site=owner.call_site, via=via)
+            key = (via, tuple(call.layers))
+            joined = _via_memo.get(key)
+            if joined is None:
+                joined = via + tuple(name for name in call.layers if name not in via)
+                if len(_via_memo) < 256:
+                    _via_memo[key] = joined
+            via = joined
+        ev.update({"addon": owner.addon, "addon_author": owner.author, "call_site": owner.call_site, "via": via})
 
 
 def redaction(call, ev: dict) -> None:
@@ -76,7 +82,7 @@ def classification(call, ev: dict) -> None:
     if classifier is None:
         return
     verdict = classifier.classify(ev.get("host"), ev.get("port"), ev.get("dest_ip"))
-    ev.update(vendor_bound=verdict.vendor_bound, component=verdict.component, dest_class=verdict.dest_class)
+    ev.update({"vendor_bound": verdict.vendor_bound, "component": verdict.component, "dest_class": verdict.dest_class})
 
 
 DEFAULT_PIPELINE = (

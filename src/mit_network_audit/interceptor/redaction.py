@@ -103,6 +103,10 @@ class DefaultRedaction:
         self._segment_cache: dict[str, str] = {}
         self._header_cache: dict = {}  # raw header name -> (clean lower name, keeps its value)
         self._url_cache: dict[str, UrlParts] = {}
+        self._host_cache: dict[str, str] = {}
+        self._safe_value_cache: dict = {}  # (clean name, raw value) of an allowlisted header -> its text
+        # Keyed once: each fingerprint copies this (the salt's HMAC pads are not recomputed per call).
+        self._mac = hmac.new(salt, digestmod=hashlib.sha256)
 
     def split_url(self, url: str) -> UrlParts:
         cached = self._url_cache.get(url)
@@ -119,7 +123,12 @@ class DefaultRedaction:
         return result
 
     def host(self, host: str) -> str:
-        return _CONTROL.sub("", host).lower().rstrip(".") or host
+        clean = self._host_cache.get(host)
+        if clean is None:
+            clean = _CONTROL.sub("", host).lower().rstrip(".") or host
+            if len(self._host_cache) < 1024:
+                self._host_cache[host] = clean
+        return clean
 
     def path(self, path: str | None) -> str | None:
         if path is None:
@@ -150,7 +159,7 @@ class DefaultRedaction:
 
     def headers(self, pairs: Iterable) -> tuple[str, ...]:
         out = []
-        cache = self._header_cache
+        cache, safe_values = self._header_cache, self._safe_value_cache
         for name, value in pairs or ():
             known = cache.get(name)
             if known is None:
@@ -159,15 +168,23 @@ class DefaultRedaction:
                 if len(cache) < 1024:
                     cache[name] = known
             if known[1]:
-                if isinstance(value, bytes):
-                    value = value.decode("latin-1")
-                out.append(f"{known[0]}: {_CONTROL.sub('', str(value))[:100]}")
+                key = (known[0], value)
+                try:
+                    text = safe_values.get(key)
+                except TypeError:  # an unhashable value object
+                    key, text = None, None
+                if text is None:
+                    raw = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+                    text = f"{known[0]}: {_CONTROL.sub('', raw)[:100]}"
+                    if key is not None and len(safe_values) < 1024:
+                        safe_values[key] = text
+                out.append(text)
             else:
                 out.append(known[2])
         return tuple(out)
 
     def fingerprint(self, method: str, url: str):
-        mac = hmac.new(self._salt, digestmod=hashlib.sha256)
+        mac = self._mac.copy()
         mac.update(f"{method.upper()} {url}\n".encode("utf-8", "surrogateescape"))
         return mac
 

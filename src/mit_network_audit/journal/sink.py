@@ -39,7 +39,7 @@ from collections import deque
 
 from ..interceptor import capture
 from ..interceptor import process_counts as _counts
-from ..interceptor.event import NetEvent, PendingEvent, internal_event
+from ..interceptor.event import NetEvent, PendingEvent, UnbuiltEvent, internal_event
 
 _live_sinks: weakref.WeakSet = weakref.WeakSet()
 
@@ -85,7 +85,7 @@ class BatchingSink:
             self._after_fork()
         rec = self._rec
         rec[2] += 1  # R_ACCEPTED, before the queue: a kill in between over-counts by one, never under
-        if type(event) is not PendingEvent and _internal(event):
+        if type(event) is not UnbuiltEvent and _internal(event):
             rec[3] += 1  # R_ACCEPTED_INT
         if len(self._queue) >= self.queue_limit:
             self._refused += 1
