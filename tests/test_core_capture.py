@@ -166,6 +166,14 @@ def test_redaction_masks_secrets():
     assert policy.query_keys("b=1&a=secret&a=2") == ("a", "b")
     assert policy.headers([("Authorization", "Bearer x"), ("Content-Type", "text/plain")]) == (
         "authorization: ***", "content-type: text/plain")
+    # allow-listed values are memoised, never across types that compare equal (1 == True == 1.0)
+    # nor for masked headers; asked twice, the answers stay the same
+    odd = [("Content-Length", 1), ("Content-Length", True), ("Content-Length", 1.0), ("Content-Length", b"2"),
+           ("Authorization", "Bearer x"), ("Accept", ["a"])]
+    for _ in range(2):
+        assert policy.headers(odd) == ("content-length: 1", "content-length: True", "content-length: 1.0",
+                                       "content-length: 2", "authorization: ***", "accept: ['a']")
+    assert not any("Bearer" in str(key) for key in policy._safe_value_cache)
 
 
 def test_install_uninstall_idempotent(sink):

@@ -33,6 +33,7 @@ _HEX = re.compile(r"^[0-9a-fA-F]{16,}$")
 _WORDY = re.compile(r"^[a-z]+(?:[-_.][a-z]+)*$|^[A-Za-z][a-z]+(?:[A-Z][a-z]+)*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SPACE = re.compile(r"\s")
+_MEMO_VALUE_TYPES = (str, bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,16 +169,14 @@ class DefaultRedaction:
                 if len(cache) < 1024:
                     cache[name] = known
             if known[1]:
-                key = (known[0], value)
-                try:
-                    text = safe_values.get(key)
-                except TypeError:  # an unhashable value object
-                    key, text = None, None
+                # Only str/bytes values are memoised: keyed by equality, 1, True and 1.0 would share a text.
+                memo = type(value) in _MEMO_VALUE_TYPES
+                text = safe_values.get((known[0], value)) if memo else None
                 if text is None:
                     raw = value.decode("latin-1") if isinstance(value, bytes) else str(value)
                     text = f"{known[0]}: {_CONTROL.sub('', raw)[:100]}"
-                    if key is not None and len(safe_values) < 1024:
-                        safe_values[key] = text
+                    if memo and len(safe_values) < 1024:
+                        safe_values[(known[0], value)] = text
                 out.append(text)
             else:
                 out.append(known[2])
