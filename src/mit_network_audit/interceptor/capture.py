@@ -411,7 +411,7 @@ def build_pending() -> None:
         except IndexError:
             return
         try:
-            event._materialize()
+            event._built_values()  # the pipeline runs; the slots stay for a reader to fill
         except Exception:
             counters["errors.pipeline"] += 1
 

@@ -123,12 +123,25 @@ class PendingEvent(NetEvent):
 
     def _materialize(self) -> None:
         with _build_lock:
+            values = self._built_values()
+            if values is None:
+                return  # built already (or made whole by the dataclass __init__)
+            # One C-level pass (map/deque) rather than a bytecode loop over every field.
+            deque(map(_set, repeat(self), FIELD_NAMES, values), 0)
+            _set(self, "_src", None)
+            if type(self) is UnbuiltEvent:
+                _set(self, "__class__", PendingEvent)  # same layout; drops the __getattr__ hook
+
+    def _built_values(self) -> _Values | None:
+        """The field values in FIELD_NAMES order, built once and kept in ``_src`` (the slots stay
+        unset); None once the slots hold them."""
+        with _build_lock:
             try:
                 src = object.__getattribute__(self, "_src")
             except AttributeError:
-                src = None
-            if src is None:
-                return  # built already (or made whole by the dataclass __init__)
+                return None
+            if src is None or type(src) is _Values:
+                return src
             try:
                 fields = src[0](*src[1:])
             except Exception:  # the builder never raises; belt and braces: a minimal valid row
@@ -140,17 +153,9 @@ class PendingEvent(NetEvent):
                     "direction": "outbound",
                     "channel": "unknown",
                 }
-            # One C-level pass (map/deque) rather than a bytecode loop over every field.
-            deque(map(_set, repeat(self), FIELD_NAMES, map(fields.get, FIELD_NAMES, _DEFAULT_VALUES)), 0)
-            _set(self, "_src", None)
-            if type(self) is UnbuiltEvent:
-                _set(self, "__class__", PendingEvent)  # same layout; drops the __getattr__ hook
-
-    def is_built(self) -> bool:
-        try:
-            return object.__getattribute__(self, "_src") is None
-        except AttributeError:
-            return True
+            values = _Values(map(fields.get, FIELD_NAMES, _DEFAULT_VALUES))
+            _set(self, "_src", values)
+            return values
 
     def __eq__(self, other):
         if isinstance(other, NetEvent):
@@ -165,6 +170,24 @@ class PendingEvent(NetEvent):
 
     def __reduce__(self):
         return (_rebuild, (tuple(getattr(self, n) for n in FIELD_NAMES),))
+
+
+class _Values(tuple):
+    """A PendingEvent's built field values, held in ``_src`` until (if ever) they go into its slots."""
+
+    __slots__ = ()
+
+
+def field_values(event: NetEvent) -> tuple:
+    """Every field's value in FIELD_NAMES order.  An event not built yet is built *without* copying
+    its values into its slots: the journal's writer reads each event once, and filling 36 slots
+    first (~3 µs here) costs more than the read itself.  A later attribute read still works (it
+    fills the slots from the same values)."""
+    if type(event) is UnbuiltEvent:
+        values = event._built_values()
+        if values is not None:
+            return values
+    return _field_values(event)
 
 
 class UnbuiltEvent(PendingEvent):

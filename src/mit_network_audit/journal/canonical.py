@@ -14,7 +14,15 @@ import hashlib
 import json
 from operator import attrgetter, itemgetter
 
-from ..interceptor.event import BOOL_FIELDS, FIELD_NAMES, INT_FIELDS, LIST_FIELDS, NetEvent
+from ..interceptor.event import (
+    BOOL_FIELDS,
+    FIELD_NAMES,
+    INT_FIELDS,
+    LIST_FIELDS,
+    NetEvent,
+    UnbuiltEvent,
+    field_values,
+)
 
 ZERO_HASH = bytes(32)
 _LEAF_PREFIX = b"\x00"
@@ -158,6 +166,7 @@ class _Encoder:
 _EVENTS = _Encoder(stored=False)
 _STORED = _Encoder(stored=True)
 _canon_values = attrgetter(*_KEYS)
+_canon_of_field_values = itemgetter(*(FIELD_NAMES.index(k) for k in _KEYS))
 _stored_canon_values = itemgetter(*(1 + FIELD_NAMES.index(k) for k in _KEYS))
 # Column values in FIELD_NAMES order from the canonical-order values.
 _columns = itemgetter(*(_KEYS.index(n) for n in FIELD_NAMES))
@@ -194,7 +203,8 @@ def prepare_rows(events, *, bool_as_int: bool) -> list[tuple]:
     members_of, canon_values, columns = _EVENTS.members, _canon_values, _columns
     list_columns, bool_at = _LIST_COLUMNS, _BOOL_AT
     for event in events:
-        values = canon_values(event)
+        # A captured call's event is read once, here: its values straight from the build, no slots filled.
+        values = _canon_of_field_values(field_values(event)) if type(event) is UnbuiltEvent else canon_values(event)
         members = members_of(values)
         if members is None:
             fields = event.as_dict()
