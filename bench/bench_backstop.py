@@ -39,8 +39,9 @@ WORKER = textwrap.dedent("""
         def run(self):
             while True:
                 time.sleep(0.1)
+                from mit_network_audit.interceptor.event import field_values  # as the journal reads
                 while self.q:
-                    self.q.popleft().as_dict()
+                    field_values(self.q.popleft())
 
     if mode == "ours":
         import mit_network_audit

@@ -42,8 +42,9 @@ WORKER = textwrap.dedent("""
 
     class WriterSink:
         # Shaped like the journal's BatchingSink without the database: emit() appends to a deque, a
-        # writer thread takes the events every 100 ms and reads every field (as_dict, as the journal's
-        # canonical encoding does) -- that is where the pipeline (redaction, classification) runs.
+        # writer thread takes the events every 100 ms and reads every field the way the journal's
+        # canonical encoding does (event.field_values) -- that is where the pipeline (redaction,
+        # classification) runs.
         def __init__(self):
             self.q = collections.deque()
             threading.Thread(target=self.run, daemon=True).start()
@@ -52,13 +53,17 @@ WORKER = textwrap.dedent("""
         def run(self):
             while True:
                 time.sleep(0.1)
+                from mit_network_audit.interceptor.event import field_values
                 while self.q:
-                    self.q.popleft().as_dict()
+                    field_values(self.q.popleft())
 
     class SyncSink:
         # Reads every field inside emit(): the whole pipeline on the calling thread (upper bound).
+        def __init__(self):
+            from mit_network_audit.interceptor.event import field_values
+            self.read = field_values
         def emit(self, event):
-            event.as_dict()
+            self.read(event)
 
     if mode == "ours_journal":
         # The product as shipped: the journal's BatchingSink writing a SQLite journal (its writer
