@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_interceptor.py [--rounds 7] [--calls 2000]
     .venv/bin/python bench/bench_interceptor.py --instructions   # callgrind instruction counts
+    .venv/bin/python bench/bench_interceptor.py --paired --rounds 40 --calls 300   # one process, blocks
 
 * requests.Session.get (keep-alive) to a loopback server (in another process): no instrumentation,
   ours (a writer-shaped sink without a database), ours_journal (the real SQLite journal sink), OpenTelemetry requests+urllib3 with a no-op tracer provider, and with the SDK + in-memory exporter;
@@ -162,6 +163,83 @@ WORKER = textwrap.dedent("""
         shutil.rmtree(journal_dir, ignore_errors=True)
 """)
 
+PAIRED = textwrap.dedent("""
+    # One process, every configuration in turn in short blocks (instrument, N calls, uninstrument),
+    # the order rotated each round: a configuration and the uninstrumented block it is compared with
+    # run within a few seconds of each other, so the machine's slow phases hit both alike.
+    import collections, json, shutil, statistics, sys, tempfile, threading, time
+    port, rounds, per_block = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    import requests
+    import mit_network_audit
+    from mit_network_audit.interceptor.event import field_values
+    from mit_network_audit.journal.sink import BatchingSink
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+    from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import NoOpTracerProvider
+
+    class WriterSink:  # as in WORKER
+        def __init__(self):
+            self.q = collections.deque()
+            threading.Thread(target=self.run, daemon=True).start()
+        def emit(self, event):
+            self.q.append(event)
+        def run(self):
+            while True:
+                time.sleep(0.1)
+                while self.q:
+                    field_values(self.q.popleft())
+        def drain(self):
+            while self.q:
+                time.sleep(0.01)
+
+    journal_dir = tempfile.mkdtemp(prefix="mna-bench-")
+    sinks = {"ours": WriterSink(), "ours_journal": BatchingSink(f"sqlite:///{journal_dir}/journal.db")}
+    exporter = InMemorySpanExporter()
+    sdk = TracerProvider()
+    sdk.add_span_processor(SimpleSpanProcessor(exporter))
+    providers = {"otel_noop": NoOpTracerProvider(), "otel_sdk": sdk}
+
+    def on(mode):
+        if mode in sinks:
+            mit_network_audit.install(sink=sinks[mode], salt=b"bench" * 8)
+        elif mode in providers:
+            RequestsInstrumentor().instrument(tracer_provider=providers[mode])
+            URLLib3Instrumentor().instrument(tracer_provider=providers[mode])
+
+    def off(mode):  # outside the timed calls: the writer's backlog is written before the next block
+        if mode in sinks:
+            mit_network_audit.uninstall()
+            sink = sinks[mode]
+            sink.drain() if mode == "ours" else sink.flush()
+        elif mode in providers:
+            RequestsInstrumentor().uninstrument()
+            URLLib3Instrumentor().uninstrument()
+            exporter.clear()
+
+    # none_again: a second uninstrumented block per round, the control -- its "added" is the noise floor.
+    modes = ["none", "ours", "ours_journal", "otel_noop", "otel_sdk", "none_again"]
+    s = requests.Session()
+    url = f"http://127.0.0.1:{port}/x"
+    medians = {m: [] for m in modes}
+    for r in range(-1, rounds):  # round -1 warms every configuration up, unmeasured
+        for mode in modes[r % len(modes):] + modes[:r % len(modes)]:
+            on(mode)
+            w = []
+            for _ in range(per_block):
+                t = time.perf_counter_ns(); s.get(url); w.append(time.perf_counter_ns() - t)
+            off(mode)
+            if r >= 0:
+                medians[mode].append(statistics.median(w) / 1000)
+        if r >= 0:
+            print(f"round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+    sinks["ours_journal"].close()
+    shutil.rmtree(journal_dir, ignore_errors=True)
+    print(json.dumps(medians))
+""")
+
 LISTENER = textwrap.dedent("""
     import socket, threading
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -221,6 +299,35 @@ def instructions(worker: str, modes, what: str, port: int, n1: int, n2: int) -> 
     return out
 
 
+def paired(rounds: int, per_block: int) -> None:
+    server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", PAIRED, server.stdout.readline().strip(), str(rounds), str(per_block)],
+            stdout=subprocess.PIPE,
+            text=True,
+            check=True,
+        )
+    finally:
+        server.kill()
+    medians = json.loads(out.stdout.strip().splitlines()[-1])
+    base = medians["none"]
+    print(f"{rounds} rounds x {per_block} calls per block; per round, each block's median wall time per call")
+    print("| configuration | wall median (µs), median over rounds | added: median of per-round differences (µs) "
+          "| added, lowest–highest round (µs) |")
+    print("|---|---:|---:|---:|")
+    added = {}
+    for mode, values in medians.items():
+        diffs = [v - b for v, b in zip(values, base, strict=True)]
+        added[mode] = statistics.median(diffs)
+        cells = "— | —" if mode == "none" else f"{added[mode]:+.1f} | {min(diffs):+.1f} … {max(diffs):+.1f}"
+        print(f"| {mode} | {statistics.median(values):.1f} | {cells} |")
+    noop = added["otel_noop"]
+    if noop > 0:
+        print(f"\nadded wall per requests call / OpenTelemetry no-op's: ours {added['ours'] / noop:.2f}, "
+              f"ours_journal {added['ours_journal'] / noop:.2f} (target <= 0.33; ours <= 25 µs)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=7)
@@ -229,7 +336,7 @@ def main() -> None:
     ap.add_argument(
         "--instructions",
         action="store_true",
-        help="instead: instructions per requests call under callgrind (none / ours / otel_noop)",
+        help="instead: instructions per requests call under callgrind (none / ours / ours_journal / otel_noop)",
     )
     ap.add_argument(
         "--ir-calls",
@@ -238,13 +345,24 @@ def main() -> None:
         help="with --instructions: (Ir(N2 calls) - Ir(N1 calls)) / (N2 - N1); a wider gap averages out the "
         "run-to-run wobble (~30k instructions per call at 100,300), at ~0.1 s of callgrind per call",
     )
+    ap.add_argument(
+        "--paired",
+        action="store_true",
+        help="instead: requests configurations in one process, in alternating blocks of --calls calls "
+        "(--rounds rounds); added wall latency = median over rounds of (block median - same round's "
+        "uninstrumented block median); a second uninstrumented block (none_again) shows the noise floor. "
+        "For a machine whose speed drifts between runs",
+    )
     args = ap.parse_args()
+    if args.paired:
+        paired(args.rounds, args.calls)
+        return
     if args.instructions:
         n_calls = tuple(int(n) for n in args.ir_calls.split(","))
         server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
         try:
             ir = instructions(
-                WORKER, ("none", "ours", "otel_noop"), "requests", int(server.stdout.readline()), *n_calls
+                WORKER, ("none", "ours", "ours_journal", "otel_noop"), "requests", int(server.stdout.readline()), *n_calls
             )
         finally:
             server.kill()
@@ -255,11 +373,13 @@ def main() -> None:
             print(
                 f"| {mode} | {main_ir:,.0f} | {main_ir - base[0]:+,.0f} | {all_ir:,.0f} | {all_ir - base[1]:+,.0f} |"
             )
-        ours, noop = ir["ours"][0] - ir["none"][0], ir["otel_noop"][0] - ir["none"][0]
-        print(
-            f"\nadded instructions on the calling thread: ours / OpenTelemetry no-op = {ours / noop:.3f} (target <= 0.333);"
-            f" calls {n_calls[0]} -> {n_calls[1]}"
-        )
+        noop = ir["otel_noop"][1] - ir["none"][1]  # all on the calling thread: OpenTelemetry has no writer
+        for mode in ("ours", "ours_journal"):
+            print(
+                f"\n{mode}: added instructions / OpenTelemetry no-op's: calling thread "
+                f"{(ir[mode][0] - ir['none'][0]) / noop:.3f}, all threads {(ir[mode][1] - ir['none'][1]) / noop:.3f}"
+                f" (target <= 0.333); calls {n_calls[0]} -> {n_calls[1]}"
+            )
         return
     server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
     listener = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True)
