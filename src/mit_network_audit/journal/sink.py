@@ -42,6 +42,9 @@ from ..interceptor import process_counts as _counts
 from ..interceptor.event import NetEvent, PendingEvent, UnbuiltEvent, internal_event
 
 _live_sinks: weakref.WeakSet = weakref.WeakSet()
+# Bumped in every forked child (os.register_at_fork, below): ``emit`` notices a fork by comparing
+# it, without the getpid() system call per captured call it used to make (~0.4 µs here).
+_fork_generation = 0
 
 
 class BatchingSink:
@@ -69,6 +72,7 @@ class BatchingSink:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        self._generation = _fork_generation
         self._start_lock = threading.Lock()
         # Re-entrant: a SIGTERM handler (runner/boot.py) may flush from the main thread while it holds them.
         self._write_lock = threading.RLock()  # held around the store's use; os.fork waits for it
@@ -81,7 +85,7 @@ class BatchingSink:
 
     # -- the Sink protocol ---------------------------------------------------------------------
     def emit(self, event: NetEvent) -> None:
-        if self._pid != os.getpid():
+        if self._generation != _fork_generation:  # forked, and this sink not reset yet
             self._after_fork()
         rec = self._rec
         rec[2] += 1  # R_ACCEPTED, before the queue: a kill in between over-counts by one, never under
@@ -398,6 +402,8 @@ def _after_fork_in_parent() -> None:
 
 
 def _reset_in_child() -> None:
+    global _fork_generation
+    _fork_generation += 1
     _held_at_fork.clear()  # _after_fork gives every sink a fresh (unlocked) write lock
     for sink in list(_live_sinks):
         try:
