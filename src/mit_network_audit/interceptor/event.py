@@ -181,7 +181,7 @@ class _Values(tuple):
 def field_values(event: NetEvent) -> tuple:
     """Every field's value in FIELD_NAMES order.  An event not built yet is built *without* copying
     its values into its slots: the journal's writer reads each event once, and filling 36 slots
-    first (~3 µs here) costs more than the read itself.  A later attribute read still works (it
+    first (~4 µs here) costs more than the read itself.  A later attribute read still works (it
     fills the slots from the same values)."""
     if type(event) is UnbuiltEvent:
         values = event._built_values()
