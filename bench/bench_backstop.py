@@ -21,27 +21,19 @@ import subprocess
 import sys
 import textwrap
 
+from bench_interceptor import instructions, with_writer_sink  # same directory
+
 WORKER = textwrap.dedent("""
     import io, json, socket, statistics, sys, time
     mode, what, port, calls = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 
-    class CountingSink:
-        # Like the journal's BatchingSink without the database: events go to a writer thread that
-        # reads every field every 100 ms (that is where the pipeline runs); counts what it got.
+    # WRITER_SINK
+
+    class CountingSink(WriterSink):  # the writer-shaped sink, counting what it got
         n = 0
-        def __init__(self):
-            import collections, threading
-            self.q = collections.deque()
-            threading.Thread(target=self.run, daemon=True).start()
         def emit(self, event):
             CountingSink.n += 1
-            self.q.append(event)
-        def run(self):
-            while True:
-                time.sleep(0.1)
-                from mit_network_audit.interceptor.event import field_values  # as the journal reads
-                while self.q:
-                    field_values(self.q.popleft())
+            super().emit(event)
 
     if mode == "ours":
         import mit_network_audit
@@ -93,6 +85,8 @@ WORKER = textwrap.dedent("""
     print(json.dumps({"median_us": statistics.median(samples) / 1000, "cpu_us": statistics.median(cpu) / 1000,
                       "rows": rows}))
 """)
+WORKER = with_writer_sink(WORKER)
+
 
 LISTENER = textwrap.dedent("""
     import socket
@@ -129,8 +123,6 @@ def main() -> None:
     listener = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True)
     port = int(listener.stdout.readline())
     if args.instructions:
-        from bench_interceptor import instructions  # same directory
-
         try:
             print(
                 "| benchmark | configuration | instructions per operation, calling thread | added "

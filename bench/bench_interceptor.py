@@ -37,9 +37,9 @@ SERVER = textwrap.dedent("""
     s.serve_forever()
 """)
 
-WORKER = textwrap.dedent("""
-    import collections, json, os, socket, statistics, sys, threading, time
-    mode, what, port, calls = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+# The writer-shaped sink every worker below uses (bench_backstop.py too), spliced in at "# WRITER_SINK".
+WRITER_SINK = textwrap.dedent("""
+    import collections, threading, time
 
     class WriterSink:
         # Shaped like the journal's BatchingSink without the database: emit() appends to a deque, a
@@ -52,11 +52,26 @@ WORKER = textwrap.dedent("""
         def emit(self, event):
             self.q.append(event)
         def run(self):
+            from mit_network_audit.interceptor.event import field_values
             while True:
                 time.sleep(0.1)
-                from mit_network_audit.interceptor.event import field_values
                 while self.q:
                     field_values(self.q.popleft())
+        def drain(self):
+            while self.q:
+                time.sleep(0.01)
+""")
+
+
+def with_writer_sink(worker: str) -> str:
+    return worker.replace("# WRITER_SINK\n", WRITER_SINK, 1)
+
+
+WORKER = textwrap.dedent("""
+    import collections, json, os, socket, statistics, sys, threading, time
+    mode, what, port, calls = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+
+    # WRITER_SINK
 
     class SyncSink:
         # Reads every field inside emit(): the whole pipeline on the calling thread (upper bound).
@@ -162,6 +177,7 @@ WORKER = textwrap.dedent("""
         flush_all()
         shutil.rmtree(journal_dir, ignore_errors=True)
 """)
+WORKER = with_writer_sink(WORKER)
 
 PAIRED = textwrap.dedent("""
     # One process, every configuration in turn in short blocks (instrument, N calls, uninstrument),
@@ -171,7 +187,6 @@ PAIRED = textwrap.dedent("""
     port, rounds, per_block = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     import requests
     import mit_network_audit
-    from mit_network_audit.interceptor.event import field_values
     from mit_network_audit.journal.sink import BatchingSink
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
     from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
@@ -180,20 +195,7 @@ PAIRED = textwrap.dedent("""
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import NoOpTracerProvider
 
-    class WriterSink:  # as in WORKER
-        def __init__(self):
-            self.q = collections.deque()
-            threading.Thread(target=self.run, daemon=True).start()
-        def emit(self, event):
-            self.q.append(event)
-        def run(self):
-            while True:
-                time.sleep(0.1)
-                while self.q:
-                    field_values(self.q.popleft())
-        def drain(self):
-            while self.q:
-                time.sleep(0.01)
+    # WRITER_SINK
 
     journal_dir = tempfile.mkdtemp(prefix="mna-bench-")
     sinks = {"ours": WriterSink(), "ours_journal": BatchingSink(f"sqlite:///{journal_dir}/journal.db")}
@@ -239,6 +241,7 @@ PAIRED = textwrap.dedent("""
     shutil.rmtree(journal_dir, ignore_errors=True)
     print(json.dumps(medians))
 """)
+PAIRED = with_writer_sink(PAIRED)
 
 LISTENER = textwrap.dedent("""
     import socket, threading
