@@ -99,7 +99,6 @@ class DefaultRedaction:
     """The standalone policy.  ``salt`` keys the fingerprint; keep it secret and stable."""
 
     def __init__(self, salt: bytes, safe_headers: Iterable[str] = SAFE_HEADER_VALUES) -> None:
-        self._salt = salt
         self._safe = frozenset(h.lower() for h in safe_headers)
         self._segment_cache: dict[str, str] = {}
         self._header_cache: dict = {}  # raw header name -> (clean lower name, keeps its value)

@@ -43,7 +43,7 @@ from ..interceptor.event import NetEvent, PendingEvent, UnbuiltEvent, internal_e
 
 _live_sinks: weakref.WeakSet = weakref.WeakSet()
 # Bumped in every forked child (os.register_at_fork, below): ``emit`` notices a fork by comparing
-# it, without the getpid() system call per captured call it used to make (~0.4 µs here).
+# it, without a getpid() system call per captured call (emit 0.95 -> 0.30 µs on the 2-vCPU VM).
 _fork_generation = 0
 
 
