@@ -11,6 +11,8 @@ import random
 from dataclasses import replace
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mit_network_audit.interceptor.event import NetEvent, new_event_id
 from mit_network_audit.journal import canonical, schema
@@ -168,3 +170,22 @@ def test_a_changed_list_column_is_caught_by_verify(tmp_path):
     store.conn.execute("UPDATE egress_log SET via = '[ \"requests\" ]' WHERE chain_seq = 1")
     assert verify(store).ok  # same list: what was hashed is what decode_row reads back
     store.close()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(texts=st.lists(st.text(max_size=16), min_size=1, max_size=5),
+       ints=st.lists(st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1), min_size=1, max_size=4),
+       seed=st.integers(0, 2**32 - 1), rows=st.integers(1, 25), fresh_filled=st.booleans(),
+       bool_as_int=st.booleans())
+def test_the_column_path_is_the_reference(texts, ints, seed, rows, fresh_filled, bool_as_int):
+    """A batch of well-typed events goes column by column (memo lookups, or a format string for the
+    fields that change on every call); its rows are the reference's, byte for byte."""
+    rng = random.Random(seed)
+    events = [build(rng, texts, ints) for _ in range(rows)]
+    if fresh_filled:  # no None in the fresh columns: they take the format-string way
+        events = [replace(e, **{k: rng.choice(ints) if k in schema.INT_FIELDS else rng.choice(texts)
+                                for k in canonical._FRESH}) for e in events]
+    values = [canonical._canon_values(e) for e in events]
+    assert canonical._prepare_columns(values, bool_as_int) is not None
+    prev = bytes(range(32))
+    assert chain_rows(events, 9, prev, bool_as_int=bool_as_int) == reference(events, 9, prev, bool_as_int)

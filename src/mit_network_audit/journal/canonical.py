@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from operator import attrgetter, itemgetter
+from itertools import repeat
+from operator import attrgetter, getitem, itemgetter
 
 from ..interceptor.event import (
     BOOL_FIELDS,
@@ -198,13 +199,73 @@ def prepare_rows(events, *, bool_as_int: bool) -> list[tuple]:
     under the lock.  A row the memo path cannot take is kept as (None, its fields, its columns) and
     hashed the reference way in ``link_prepared``.
     """
+    # A captured call's event is read once, here: its values straight from the build, no slots filled.
+    unbuilt, by_build, by_slots = UnbuiltEvent, _canon_of_field_values, _canon_values
+    values_rows = [by_build(field_values(e)) if type(e) is unbuilt else by_slots(e) for e in events]
+    prepared = _prepare_columns(values_rows, bool_as_int) if values_rows else []
+    if prepared is None:
+        prepared = _prepare_row_by_row(events, values_rows, bool_as_int)
+    return prepared
+
+
+# Column by column, a batch costs one C-level ``map`` per field instead of a Python step per value:
+# the memo's lookups for fields whose values repeat, and for fields that take a new value on almost
+# every row (ids, times, sizes, ports) the member text straight from a format string, which never
+# calls back into Python the way a memo miss does.  Only when every value of a column is of a type
+# its field is declared with; else the whole batch goes row by row (``_prepare_row_by_row``).
+def _member_format(i: int) -> str:
+    memo = _EVENTS.memos[i]
+    assert "%" not in memo.prefix + memo.suffix
+    return memo.prefix + ("%d" if _KEYS[i] in INT_FIELDS else "%s") + memo.suffix
+
+
+_ALLOWED = tuple(_types(k, stored=False) for k in _KEYS)
+# A new value on (almost) every call: a memo would only miss.  Other fields repeat, and a memo hit is
+# cheaper than formatting (~35 vs ~100 ns).
+_FRESH = frozenset({"event_id", "fingerprint", "logged_at_us", "started_at_us", "duration_us", "src_port",
+                    "req_bytes", "resp_bytes"})
+_FORMATS = tuple(_member_format(i) if k in _FRESH else None for i, k in enumerate(_KEYS))
+_COLUMN_AT = tuple(_KEYS.index(n) for n in FIELD_NAMES)  # FIELD_NAMES order from canonical order
+
+
+def _member_column(i: int, column: tuple) -> list | None:
+    if not set(map(type, column)) <= _ALLOWED[i]:
+        return None
+    fmt = _FORMATS[i]
+    if fmt is not None and None not in column:  # exact int or str (checked above); None is "null"
+        if _KEYS[i] in INT_FIELDS:
+            return list(map(fmt.__mod__, column))
+        return list(map(fmt.__mod__, map(_encode_str, column)))
+    try:
+        return list(map(_EVENTS.memos[i].__getitem__, column))
+    except TypeError:  # an unhashable value: a list or dict inside a tuple
+        return None
+
+
+def _prepare_columns(values_rows: list, bool_as_int: bool) -> list[tuple] | None:
+    columns = list(zip(*values_rows, strict=True))
+    members = []
+    for i, column in enumerate(columns):
+        texts = _member_column(i, column)
+        if texts is None:
+            return None
+        members.append(texts)
+    parts = map(bytes.partition, map(str.encode, map("".join, zip(*members, strict=True))), repeat(b"\x01"))
+    stored = [columns[i] for i in _COLUMN_AT]
+    for col, at, start, end in _LIST_COLUMNS:
+        stored[col] = list(map(getitem, members[at], repeat(slice(start, end))))
+    if bool_as_int:
+        for i in _BOOL_AT:
+            stored[i] = list(map(int, stored[i]))
+    return [(head, tail, cols) for (head, _, tail), cols in zip(parts, zip(*stored, strict=True), strict=True)]
+
+
+def _prepare_row_by_row(events, values_rows: list, bool_as_int: bool) -> list[tuple]:
     out = []
     append = out.append
-    members_of, canon_values, columns = _EVENTS.members, _canon_values, _columns
+    members_of, columns = _EVENTS.members, _columns
     list_columns, bool_at = _LIST_COLUMNS, _BOOL_AT
-    for event in events:
-        # A captured call's event is read once, here: its values straight from the build, no slots filled.
-        values = _canon_of_field_values(field_values(event)) if type(event) is UnbuiltEvent else canon_values(event)
+    for event, values in zip(events, values_rows, strict=True):
         members = members_of(values)
         if members is None:
             fields = event.as_dict()
