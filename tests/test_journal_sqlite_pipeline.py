@@ -43,7 +43,7 @@ def _threads() -> set[str]:
     return {t.name for t in threading.enumerate()}
 
 
-@pytest.mark.parametrize("sizes", [[1], [CHUNK], [CHUNK + 1], [2 * CHUNK], [4 * CHUNK + 7], [3, 3 * CHUNK + 1, 1]])
+@pytest.mark.parametrize("sizes", [[1], [sqlite_store.DIRECT_ROWS + 1], [CHUNK], [CHUNK + 1], [2 * CHUNK], [4 * CHUNK + 7], [3, 3 * CHUNK + 1, 1]])
 def test_chunked_batches_store_exactly_the_reference_rows(tmp_path, sizes):
     path = str(tmp_path / "j.db")
     events = _events(sum(sizes))
