@@ -101,3 +101,32 @@ def test_any_field_of_any_row_is_caught_at_that_row(journal, data):
     finally:
         journal.write(column, seq, old)
     assert verify(journal.store).ok
+
+
+def test_verify_reads_in_small_batches_and_reports_the_same_first_bad_row(tmp_path, monkeypatch):
+    """Ranges are read and checked READ_ROWS at a time, intact batches by the column-wise check:
+    a tampered row in any batch (first, middle, a batch edge, last) is still the first bad row,
+    with the same problem as the row-by-row check."""
+    from mit_network_audit.journal import verify as verify_module
+
+    monkeypatch.setattr(verify_module, "READ_ROWS", 7)
+    store = open_store(str(tmp_path / "j.db"))
+    store.append([sample(i) for i in range(40)])
+    assert verify_module.verify(store).ok
+    conn = store.conn
+    conn.execute("DROP TRIGGER egress_log_no_update")
+    for seq in (1, 7, 8, 23, 40):
+        conn.execute("UPDATE egress_log SET path = path || 'x' WHERE chain_seq = ?", (seq,))
+        result = verify_module.verify(store)
+        assert (result.ok, result.first_bad_seq, result.problem, result.rows_checked) == (
+            False, seq, "hash_mismatch", seq - 1)
+        conn.execute("UPDATE egress_log SET path = substr(path, 1, length(path) - 1) WHERE chain_seq = ?", (seq,))
+        assert verify_module.verify(store).ok
+    for seq in (8, 15, 40):  # a link: the row's prev_hash no longer names the row before it
+        conn.execute("UPDATE egress_log SET prev_hash = ? WHERE chain_seq = ?", ("ab" * 32, seq))
+        result = verify_module.verify(store)
+        assert (result.ok, result.first_bad_seq, result.problem) == (False, seq, "link_broken")
+        good = conn.execute("SELECT row_hash FROM egress_log WHERE chain_seq = ?", (seq - 1,)).fetchone()[0]
+        conn.execute("UPDATE egress_log SET prev_hash = ? WHERE chain_seq = ?", (good, seq))
+    assert verify_module.verify(store).ok
+    store.close()

@@ -213,47 +213,54 @@ def prepare_rows(events, *, bool_as_int: bool) -> list[tuple]:
 # every row (ids, times, sizes, ports) the member text straight from a format string, which never
 # calls back into Python the way a memo miss does.  Only when every value of a column is of a type
 # its field is declared with; else the whole batch goes row by row (``_prepare_row_by_row``).
-def _member_format(i: int) -> str:
-    memo = _EVENTS.memos[i]
-    assert "%" not in memo.prefix + memo.suffix
-    return memo.prefix + ("%d" if _KEYS[i] in INT_FIELDS else "%s") + memo.suffix
-
-
-_ALLOWED = tuple(_types(k, stored=False) for k in _KEYS)
 # A new value on (almost) every call: a memo would only miss.  Other fields repeat, and a memo hit is
 # cheaper than formatting (~35 vs ~100 ns).
 _FRESH = frozenset({"event_id", "fingerprint", "logged_at_us", "started_at_us", "duration_us", "src_port",
                     "req_bytes", "resp_bytes"})
-_FORMATS = tuple(_member_format(i) if k in _FRESH else None for i, k in enumerate(_KEYS))
+_FRESH_AT = tuple(k in _FRESH for k in _KEYS)
+assert not _FRESH & LIST_FIELDS  # a list column's member text is sliced for its stored value
 _COLUMN_AT = tuple(_KEYS.index(n) for n in FIELD_NAMES)  # FIELD_NAMES order from canonical order
 
 
-def _member_column(i: int, column: tuple) -> list | None:
-    if not set(map(type, column)) <= _ALLOWED[i]:
-        return None
-    fmt = _FORMATS[i]
-    if fmt is not None and None not in column:  # exact int or str (checked above); None is "null"
-        if _KEYS[i] in INT_FIELDS:
-            return list(map(fmt.__mod__, column))
-        return list(map(fmt.__mod__, map(_encode_str, column)))
-    try:
-        return list(map(_EVENTS.memos[i].__getitem__, column))
-    except TypeError:  # an unhashable value: a list or dict inside a tuple
-        return None
+def _member_columns(encoder: _Encoder, columns: list, where: list | None = None) -> list | None:
+    """The parts of each row's canonical text, column by column in canonical order (a row's text is
+    their ``"".join``), or None when a column holds a type its field is not declared with, or a value
+    the memo cannot take (unhashable).  A memo column is one part: the member texts.  A fresh column
+    is two or three: its member prefix (the same on every row), the value's JSON, its suffix.
+    ``where`` (if given) receives the index of each column's memo part (None for a fresh one)."""
+    out: list = []
+    n = len(columns[0]) if columns else 0
+    for i, column in enumerate(columns):
+        if not set(map(type, column)) <= encoder.allowed[i]:
+            return None
+        if _FRESH_AT[i] and None not in column:  # exact int or str (checked above); None is "null"
+            memo = encoder.memos[i]
+            out.append(repeat(memo.prefix, n))
+            out.append(list(map(int.__repr__ if _KEYS[i] in INT_FIELDS else _encode_str, column)))
+            if memo.suffix:
+                out.append(repeat(memo.suffix, n))
+            if where is not None:
+                where.append(None)
+            continue
+        if where is not None:
+            where.append(len(out))
+        try:
+            out.append(list(map(encoder.memos[i].__getitem__, column)))
+        except TypeError:  # an unhashable value: a list or dict inside a tuple
+            return None
+    return out
 
 
 def _prepare_columns(values_rows: list, bool_as_int: bool) -> list[tuple] | None:
     columns = list(zip(*values_rows, strict=True))
-    members = []
-    for i, column in enumerate(columns):
-        texts = _member_column(i, column)
-        if texts is None:
-            return None
-        members.append(texts)
+    where: list = []
+    members = _member_columns(_EVENTS, columns, where)
+    if members is None:
+        return None
     parts = map(bytes.partition, map(str.encode, map("".join, zip(*members, strict=True))), repeat(b"\x01"))
     stored = [columns[i] for i in _COLUMN_AT]
-    for col, at, start, end in _LIST_COLUMNS:
-        stored[col] = list(map(getitem, members[at], repeat(slice(start, end))))
+    for col, at, start, end in _LIST_COLUMNS:  # a list column keeps its member's value text
+        stored[col] = list(map(getitem, members[where[at]], repeat(slice(start, end))))
     if bool_as_int:
         for i in _BOOL_AT:
             stored[i] = list(map(int, stored[i]))
@@ -336,7 +343,39 @@ def stored_leaf(raw) -> bytes | None:
 
 
 def stored_leaves(raws) -> list:
-    """``stored_leaf`` of every stored tuple of a list, in one loop (verify's inner loop)."""
+    """``stored_leaf`` of every stored tuple of a list (verify's inner loop): column by column when
+    every column holds what its field is declared with (as ``prepare_rows``), else row by row."""
+    out: list = []
+    for start in range(0, len(raws), _COLUMN_ROWS):
+        part = raws[start:start + _COLUMN_ROWS]
+        try:
+            leaves = _stored_leaves_by_column(part)
+        except Exception:  # a list column that is not JSON of a list, a text that is not UTF-8...
+            leaves = None
+        out += leaves if leaves is not None else _stored_leaves_by_row(part)
+    return out
+
+
+_COLUMN_ROWS = 1000  # rows per column pass: the columns of a larger slice no longer fit the caches
+
+
+_first = itemgetter(0)
+_digest = type(_sha256()).digest
+
+
+def _stored_leaves_by_column(raws) -> list | None:
+    seqs = list(map(_first, raws))
+    if set(map(type, seqs)) != {int}:
+        return None
+    members = _member_columns(_STORED, list(zip(*map(_stored_canon_values, raws), strict=True)))
+    if members is None:
+        return None
+    texts = map(str.encode, map("".join, zip(*members, strict=True)))
+    data = map(bytes.replace, texts, repeat(b"\x01"), map(b"%d".__mod__, seqs), repeat(1))
+    return list(map(_digest, map(_sha256, data)))
+
+
+def _stored_leaves_by_row(raws) -> list:
     out = []
     append = out.append
     memos, signatures, values_of = _STORED.memos, _STORED.signatures, _stored_canon_values

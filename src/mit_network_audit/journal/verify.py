@@ -15,11 +15,14 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
+from operator import itemgetter
 
 from . import schema
 from .canonical import ZERO_HASH, canonical_bytes, leaf_hash, stored_leaves
 
-CHUNK = 50_000
+CHUNK = 50_000  # rows per range (one task of a worker process)
+READ_ROWS = 1_000
 PARALLEL_MIN_ROWS = 100_000
 
 
@@ -55,11 +58,15 @@ def check_rows(raw_rows, expected_seq: int, prev: bytes | None):
     Per row: the leaf from the columns (``canonical.stored_leaves``, the reference path only when that
     cannot say or disagrees), then the link computed from the bytes already in hand (the previous
     row's computed hash, this row's computed leaf) and compared with the stored hex."""
+    raw_rows = raw_rows if isinstance(raw_rows, list) else list(raw_rows)
+    leaves = stored_leaves(raw_rows)
+    intact = _intact(raw_rows, leaves, expected_seq, prev)
+    if intact is not None:
+        return expected_seq + len(raw_rows), intact, len(raw_rows)
     n = 0
     sha = hashlib.sha256
-    raw_rows = raw_rows if isinstance(raw_rows, list) else list(raw_rows)
     prev_hex = prev.hex() if prev is not None else None
-    for raw, leaf in zip(raw_rows, stored_leaves(raw_rows), strict=True):
+    for raw, leaf in zip(raw_rows, leaves, strict=True):
         seq = raw[0]
         leaf_hex, stored_prev, row_hex = raw[-3], raw[-2], raw[-1]
         if seq != expected_seq:
@@ -91,12 +98,55 @@ def check_rows(raw_rows, expected_seq: int, prev: bytes | None):
     return expected_seq, prev, n
 
 
+_seq_of, _leaf_of, _prev_of, _row_of = itemgetter(0), itemgetter(-3), itemgetter(-2), itemgetter(-1)
+_digest = type(hashlib.sha256()).digest
+
+
+def _intact(raw_rows: list, leaves: list, expected_seq: int, prev: bytes | None) -> bytes | None:
+    """The last row's hash if every row of the list is intact, else None (then ``check_rows`` finds
+    the first bad row the slow way).  Checked column by column, in C-level maps: seqs consecutive
+    from ``expected_seq``; every leaf as stored; every row's prev_hash the stored row_hash before it
+    (the first: ``prev``); every row_hash SHA-256(0x02 || stored prev || leaf).  Together that is the
+    row-by-row check: by induction each stored prev_hash is the hash computed for the row before."""
+    if not raw_rows or None in leaves:
+        return None
+    if list(map(_seq_of, raw_rows)) != list(range(expected_seq, expected_seq + len(raw_rows))):
+        return None
+    if list(map(bytes.hex, leaves)) != list(map(_leaf_of, raw_rows)):
+        return None
+    prevs, rows = list(map(_prev_of, raw_rows)), list(map(_row_of, raw_rows))
+    if prevs[1:] != rows[:-1] or (prev is not None and prevs[0] != prev.hex()):
+        return None
+    try:
+        inputs = map(b"\x02".__add__, map(bytes.__add__, map(bytes.fromhex, prevs), leaves))
+        computed = list(map(_digest, map(hashlib.sha256, inputs)))
+    except (TypeError, ValueError):  # a stored prev_hash that is not hex text
+        return None
+    if list(map(bytes.hex, computed)) != rows:
+        return None
+    return computed[-1]
+
+
 def _check_range(store, lo: int, hi: int):
-    """(first stored seq or None, its prev_hash hex, check_rows verdict) for the range [lo, hi]."""
-    rows = list(store.iter_raw(lo, hi, CHUNK))
+    """(first stored seq or None, its prev_hash hex, check_rows verdict) for the range [lo, hi].
+
+    Read and checked READ_ROWS at a time: rows just fetched are still in the CPU's caches (a whole
+    range read first, then hashed, ran ~1.3x slower: every value was fetched from memory twice)."""
+    stored = store.iter_raw(lo, hi, READ_ROWS)
+    rows = list(islice(stored, READ_ROWS))
     if not rows:
         return None, None, (lo, None, 0)
-    return rows[0][0], rows[0][-2], check_rows(rows, lo, None)
+    first_seq, first_prev_hex = rows[0][0], rows[0][-2]
+    expected, prev, checked = lo, None, 0
+    while rows:
+        verdict = check_rows(rows, expected, prev)
+        if isinstance(verdict, VerifyResult):
+            verdict.rows_checked += checked
+            return first_seq, first_prev_hex, verdict
+        expected, prev, n = verdict
+        checked += n
+        rows = list(islice(stored, READ_ROWS))
+    return first_seq, first_prev_hex, (expected, prev, checked)
 
 
 _worker_store = None
