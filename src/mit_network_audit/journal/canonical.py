@@ -349,30 +349,38 @@ def stored_leaves(raws) -> list:
     for start in range(0, len(raws), _COLUMN_ROWS):
         part = raws[start:start + _COLUMN_ROWS]
         try:
-            leaves = _stored_leaves_by_column(part)
-        except Exception:  # a list column that is not JSON of a list, a text that is not UTF-8...
+            leaves = stored_column_leaves(list(zip(*part, strict=True)))
+        except ValueError:  # rows of different lengths
             leaves = None
         out += leaves if leaves is not None else _stored_leaves_by_row(part)
     return out
 
 
 _COLUMN_ROWS = 1000  # rows per column pass: the columns of a larger slice no longer fit the caches
-
-
-_first = itemgetter(0)
+_STORED_AT = tuple(1 + FIELD_NAMES.index(k) for k in _KEYS)  # each canonical key's stored column
 _digest = type(_sha256()).digest
 
 
-def _stored_leaves_by_column(raws) -> list | None:
-    seqs = list(map(_first, raws))
-    if set(map(type, seqs)) != {int}:
+def stored_column_leaves(columns: list) -> list | None:
+    """The leaves of stored rows given column by column (``columns[0]`` the chain_seqs, then the
+    columns of ``schema.SELECT_LIST``), or None when only the row-by-row path can tell."""
+    if not columns:
+        return []
+    seqs = columns[0]
+    if len(columns) < 1 + _N or set(map(type, seqs)) != {int}:
         return None
-    members = _member_columns(_STORED, list(zip(*map(_stored_canon_values, raws), strict=True)))
+    try:
+        members = _member_columns(_STORED, [columns[i] for i in _STORED_AT])
+    except Exception:  # a list column that is not JSON of a list (ValueError, TypeError, RecursionError)
+        return None
     if members is None:
         return None
     texts = map(str.encode, map("".join, zip(*members, strict=True)))
     data = map(bytes.replace, texts, repeat(b"\x01"), map(b"%d".__mod__, seqs), repeat(1))
-    return list(map(_digest, map(_sha256, data)))
+    try:
+        return list(map(_digest, map(_sha256, data)))
+    except UnicodeEncodeError:  # a text that cannot be UTF-8 (a lone surrogate)
+        return None
 
 
 def _stored_leaves_by_row(raws) -> list:

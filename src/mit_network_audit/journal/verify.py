@@ -16,10 +16,9 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
-from operator import itemgetter
 
 from . import schema
-from .canonical import ZERO_HASH, canonical_bytes, leaf_hash, stored_leaves
+from .canonical import ZERO_HASH, canonical_bytes, leaf_hash, stored_column_leaves, stored_leaves
 
 CHUNK = 50_000  # rows per range (one task of a worker process)
 READ_ROWS = 1_000
@@ -59,8 +58,15 @@ def check_rows(raw_rows, expected_seq: int, prev: bytes | None):
     cannot say or disagrees), then the link computed from the bytes already in hand (the previous
     row's computed hash, this row's computed leaf) and compared with the stored hex."""
     raw_rows = raw_rows if isinstance(raw_rows, list) else list(raw_rows)
-    leaves = stored_leaves(raw_rows)
-    intact = _intact(raw_rows, leaves, expected_seq, prev)
+    try:
+        columns = list(zip(*raw_rows, strict=True))
+    except ValueError:  # rows of different lengths: not what a store returns
+        columns = None
+    leaves = stored_column_leaves(columns) if columns and len(raw_rows) <= READ_ROWS else None
+    if leaves is None:
+        leaves = stored_leaves(raw_rows)
+    elif (intact := _intact(columns, leaves, expected_seq, prev)) is not None:
+        return expected_seq + len(raw_rows), intact, len(raw_rows)
     if intact is not None:
         return expected_seq + len(raw_rows), intact, len(raw_rows)
     n = 0
@@ -98,23 +104,21 @@ def check_rows(raw_rows, expected_seq: int, prev: bytes | None):
     return expected_seq, prev, n
 
 
-_seq_of, _leaf_of, _prev_of, _row_of = itemgetter(0), itemgetter(-3), itemgetter(-2), itemgetter(-1)
 _digest = type(hashlib.sha256()).digest
 
 
-def _intact(raw_rows: list, leaves: list, expected_seq: int, prev: bytes | None) -> bytes | None:
-    """The last row's hash if every row of the list is intact, else None (then ``check_rows`` finds
-    the first bad row the slow way).  Checked column by column, in C-level maps: seqs consecutive
-    from ``expected_seq``; every leaf as stored; every row's prev_hash the stored row_hash before it
-    (the first: ``prev``); every row_hash SHA-256(0x02 || stored prev || leaf).  Together that is the
-    row-by-row check: by induction each stored prev_hash is the hash computed for the row before."""
-    if not raw_rows or None in leaves:
+def _intact(columns: list, leaves: list, expected_seq: int, prev: bytes | None) -> bytes | None:
+    """The last row's hash if every row is intact, else None (then ``check_rows`` finds the first bad
+    row the slow way).  Checked column by column (``columns``: the stored tuples transposed), in
+    C-level maps: seqs consecutive from ``expected_seq``; every leaf as stored; every row's prev_hash
+    the stored row_hash before it (the first: ``prev``); every row_hash SHA-256(0x02 || stored prev ||
+    leaf).  Together that is the row-by-row check: by induction each stored prev_hash is the hash
+    computed for the row before."""
+    seqs, leaf_hex, prevs, rows = columns[0], columns[-3], columns[-2], columns[-1]
+    if None in leaves or seqs != tuple(range(expected_seq, expected_seq + len(seqs))):
         return None
-    if list(map(_seq_of, raw_rows)) != list(range(expected_seq, expected_seq + len(raw_rows))):
+    if tuple(map(bytes.hex, leaves)) != leaf_hex:
         return None
-    if list(map(bytes.hex, leaves)) != list(map(_leaf_of, raw_rows)):
-        return None
-    prevs, rows = list(map(_prev_of, raw_rows)), list(map(_row_of, raw_rows))
     if prevs[1:] != rows[:-1] or (prev is not None and prevs[0] != prev.hex()):
         return None
     try:
@@ -122,7 +126,7 @@ def _intact(raw_rows: list, leaves: list, expected_seq: int, prev: bytes | None)
         computed = list(map(_digest, map(hashlib.sha256, inputs)))
     except (TypeError, ValueError):  # a stored prev_hash that is not hex text
         return None
-    if list(map(bytes.hex, computed)) != rows:
+    if tuple(map(bytes.hex, computed)) != rows:
         return None
     return computed[-1]
 
