@@ -175,7 +175,7 @@ def test_a_changed_list_column_is_caught_by_verify(tmp_path):
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(texts=st.lists(st.text(max_size=16), min_size=1, max_size=5),
        ints=st.lists(st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1), min_size=1, max_size=4),
-       seed=st.integers(0, 2**32 - 1), rows=st.integers(1, 25), fresh_filled=st.booleans(),
+       seed=st.integers(0, 2**32 - 1), rows=st.integers(canonical.COLUMN_MIN_ROWS, 40), fresh_filled=st.booleans(),
        bool_as_int=st.booleans())
 def test_the_column_path_is_the_reference(texts, ints, seed, rows, fresh_filled, bool_as_int):
     """A batch of well-typed events goes column by column (memo lookups, or a format string for the

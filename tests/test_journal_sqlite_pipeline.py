@@ -43,7 +43,7 @@ def _threads() -> set[str]:
     return {t.name for t in threading.enumerate()}
 
 
-@pytest.mark.parametrize("sizes", [[1], [sqlite_store.DIRECT_ROWS + 1], [CHUNK], [CHUNK + 1], [2 * CHUNK], [4 * CHUNK + 7], [3, 3 * CHUNK + 1, 1]])
+@pytest.mark.parametrize("sizes", [[1], [sqlite_store.DIRECT_ROWS + 1], [CHUNK], [CHUNK + 1], [CHUNK + 51], [2 * CHUNK], [4 * CHUNK + 7], [3, 3 * CHUNK + 1, 1]])
 def test_chunked_batches_store_exactly_the_reference_rows(tmp_path, sizes):
     path = str(tmp_path / "j.db")
     events = _events(sum(sizes))
@@ -127,3 +127,12 @@ def test_processes_appending_big_batches_to_one_file_stay_gapless(tmp_path):
     assert store.count() == expected == store.max_seq() and store.min_seq() == 1
     assert verify(store).ok
     store.close()
+
+
+def test_chunk_bounds_cover_the_batch_once_with_a_short_last_chunk():
+    for n in range(1, 3 * CHUNK):
+        bounds = sqlite_store._chunk_bounds(n)
+        sizes = [b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        assert bounds[0] == 0 and bounds[-1] == n and all(size > 0 for size in sizes)
+        if n > CHUNK:
+            assert sizes[-1] == sqlite_store.LAST_ROWS and max(sizes) < CHUNK + sqlite_store.LAST_ROWS

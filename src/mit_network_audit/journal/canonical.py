@@ -202,10 +202,13 @@ def prepare_rows(events, *, bool_as_int: bool) -> list[tuple]:
     # A captured call's event is read once, here: its values straight from the build, no slots filled.
     unbuilt, by_build, by_slots = UnbuiltEvent, _canon_of_field_values, _canon_values
     values_rows = [by_build(field_values(e)) if type(e) is unbuilt else by_slots(e) for e in events]
-    prepared = _prepare_columns(values_rows, bool_as_int) if values_rows else []
+    prepared = _prepare_columns(values_rows, bool_as_int) if len(values_rows) >= COLUMN_MIN_ROWS else None
     if prepared is None:
         prepared = _prepare_row_by_row(events, values_rows, bool_as_int)
     return prepared
+
+
+COLUMN_MIN_ROWS = 16  # below, the per-column set-up costs more than it saves (~12 rows, measured)
 
 
 # Column by column, a batch costs one C-level ``map`` per field instead of a Python step per value:
@@ -348,10 +351,12 @@ def stored_leaves(raws) -> list:
     out: list = []
     for start in range(0, len(raws), _COLUMN_ROWS):
         part = raws[start:start + _COLUMN_ROWS]
-        try:
-            leaves = stored_column_leaves(list(zip(*part, strict=True)))
-        except ValueError:  # rows of different lengths
-            leaves = None
+        leaves = None
+        if len(part) >= COLUMN_MIN_ROWS:
+            try:
+                leaves = stored_column_leaves(list(zip(*part, strict=True)))
+            except ValueError:  # rows of different lengths
+                pass
         out += leaves if leaves is not None else _stored_leaves_by_row(part)
     return out
 

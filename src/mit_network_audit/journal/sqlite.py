@@ -71,26 +71,41 @@ _CLEAR_STAGE = f"DELETE FROM temp.{_STAGE}"
 # A small batch goes straight in with executemany: two statements more cost it ~8 µs a batch, more
 # than they save below ~20 rows.
 PIPELINE_ROWS = 250
+LAST_ROWS = 50
 DIRECT_ROWS = 16
 
 
-def _insert_staged(conn, events, prepared, seq: int, prev: bytes, mover: _Mover | None) -> list[tuple]:
-    """The batch into the journal through the staging table, PIPELINE_ROWS at a time (``prepared``:
-    the first chunk's rows).  Inside the caller's transaction; returns the stored tuples."""
+def _chunk_bounds(n: int) -> list[int]:
+    """Where the chunks of an n-row batch start, and n: PIPELINE_ROWS each, the last one LAST_ROWS
+    (nothing overlaps the last chunk's move, so it is kept short)."""
+    if n <= PIPELINE_ROWS:
+        return [0, n]
+    starts = list(range(0, n - LAST_ROWS, PIPELINE_ROWS))
+    if len(starts) > 1 and n - LAST_ROWS - starts[-1] < LAST_ROWS:
+        starts.pop()  # no sliver of a chunk: the one before takes it
+    return [*starts, n - LAST_ROWS, n]
+
+
+def _insert_staged(conn, events, bounds: list[int], prepared, seq: int, prev: bytes,
+                   mover: _Mover | None) -> list[tuple]:
+    """The batch into the journal through the staging table, chunk by chunk (``bounds``, from
+    ``_chunk_bounds``; ``prepared``: the first chunk's rows).  Inside the caller's transaction;
+    returns the stored tuples."""
     rows: list[tuple] = []
-    while True:
+    for start, end in zip(bounds[1:], [*bounds[2:], None], strict=True):
         params = link_prepared(prepared, seq, prev)
         if mover is not None:
             mover.wait()  # the previous chunk is in the journal: the connection is ours again
         conn.executemany(_STAGE_INSERT, params)
         rows += params
-        if len(rows) == len(events):
+        if end is None:  # the last chunk
             conn.execute(_FROM_STAGE, (seq,))
             conn.execute(_CLEAR_STAGE)
             return rows
         mover.start(seq)  # this chunk goes into the journal while the next one is encoded
         seq, prev = seq + len(params), bytes.fromhex(params[-1][-1])
-        prepared = prepare_rows(events[len(rows):len(rows) + PIPELINE_ROWS], bool_as_int=True)
+        prepared = prepare_rows(events[start:end], bool_as_int=True)
+    raise AssertionError("unreachable: the last chunk returns")
 
 
 class _Mover:
@@ -220,7 +235,8 @@ class SQLiteStore:
     def append(self, events: Sequence[NetEvent]) -> list[JournalRow]:
         if not events:
             return []
-        prepared = prepare_rows(events[:PIPELINE_ROWS], bool_as_int=True)  # outside the write lock
+        bounds = _chunk_bounds(len(events))
+        prepared = prepare_rows(events[:bounds[1]], bool_as_int=True)  # outside the write lock
         staged = len(events) > DIRECT_ROWS
         with self._lock:
             conn = self.conn
@@ -228,14 +244,14 @@ class SQLiteStore:
                 conn.execute("PRAGMA temp_store=MEMORY")
                 conn.execute(_STAGE_DDL)
                 self._staged_on = conn
-            mover = _Mover(conn) if len(events) > PIPELINE_ROWS else None
+            mover = _Mover(conn) if len(bounds) > 2 else None
             conn.execute("BEGIN IMMEDIATE")
             try:
                 head = conn.execute(
                     f"SELECT chain_seq, row_hash FROM {schema.TABLE} ORDER BY chain_seq DESC LIMIT 1").fetchone()
                 seq, prev = (head[0] + 1, bytes.fromhex(head[1])) if head else (1, ZERO_HASH)
                 if staged:
-                    rows = _insert_staged(conn, events, prepared, seq, prev, mover)
+                    rows = _insert_staged(conn, events, bounds, prepared, seq, prev, mover)
                 else:
                     rows = link_prepared(prepared, seq, prev)
                     conn.executemany(_INSERT, rows)

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from itertools import islice
 
 from . import schema
-from .canonical import ZERO_HASH, canonical_bytes, leaf_hash, stored_column_leaves, stored_leaves
+from .canonical import (
+    COLUMN_MIN_ROWS,
+    ZERO_HASH,
+    canonical_bytes,
+    leaf_hash,
+    stored_column_leaves,
+    stored_leaves,
+)
 
 CHUNK = 50_000  # rows per range (one task of a worker process)
 READ_ROWS = 1_000
@@ -62,12 +69,11 @@ def check_rows(raw_rows, expected_seq: int, prev: bytes | None):
         columns = list(zip(*raw_rows, strict=True))
     except ValueError:  # rows of different lengths: not what a store returns
         columns = None
-    leaves = stored_column_leaves(columns) if columns and len(raw_rows) <= READ_ROWS else None
+    by_column = columns and COLUMN_MIN_ROWS <= len(raw_rows) <= READ_ROWS
+    leaves = stored_column_leaves(columns) if by_column else None
     if leaves is None:
         leaves = stored_leaves(raw_rows)
     elif (intact := _intact(columns, leaves, expected_seq, prev)) is not None:
-        return expected_seq + len(raw_rows), intact, len(raw_rows)
-    if intact is not None:
         return expected_seq + len(raw_rows), intact, len(raw_rows)
     n = 0
     sha = hashlib.sha256
