@@ -88,7 +88,11 @@ WORKER = textwrap.dedent("""
         import mit_network_audit
         from mit_network_audit.journal.sink import BatchingSink
         journal_dir = tempfile.mkdtemp(prefix="mna-bench-")
-        mit_network_audit.install(sink=BatchingSink(f"sqlite:///{journal_dir}/journal.db"), salt=b"bench" * 8)
+        # MNA_BENCH_FLUSH_S: the writer's flush interval (see instructions(): under valgrind it is
+        # stretched so that a batch holds as many rows as it does at native speed).
+        flush_s = float(os.environ.get("MNA_BENCH_FLUSH_S", "0.1"))
+        sink = BatchingSink(f"sqlite:///{journal_dir}/journal.db", flush_interval=flush_s)
+        mit_network_audit.install(sink=sink, salt=b"bench" * 8)
     elif mode.startswith("ours"):
         import mit_network_audit
         mit_network_audit.install(sink=SyncSink() if mode == "ours_sync" else WriterSink(), salt=b"bench" * 8)
@@ -263,6 +267,9 @@ def run(mode, what, port, calls):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+VALGRIND_FLUSH_S = "5.0"
+
+
 def instructions(worker: str, modes, what: str, port: int, n1: int, n2: int) -> dict:
     """Instructions per call under ``valgrind --tool=callgrind`` (repeatable on a loaded machine):
     (Ir(n2 calls) - Ir(n1 calls)) / (n2 - n1), for the calling (main) thread and for all threads."""
@@ -288,7 +295,10 @@ def instructions(worker: str, modes, what: str, port: int, n1: int, n2: int) -> 
                     ],
                     capture_output=True,
                     check=True,
-                    env={**os.environ, "PYTHONHASHSEED": "0"},
+                    # valgrind runs this code ~50x slower: a 5 s flush interval gives the journal
+                    # writer the batches a 100 ms interval gives it natively (~200 rows at ~2k calls/s),
+                    # not 50x more, 50x smaller ones whose per-batch commit would dominate.
+                    env={**os.environ, "PYTHONHASHSEED": "0", "MNA_BENCH_FLUSH_S": VALGRIND_FLUSH_S},
                 )
                 main_ir = all_ir = 0
                 for name in glob.glob(prefix + ".*"):
@@ -349,6 +359,11 @@ def main() -> None:
         "run-to-run wobble (~30k instructions per call at 100,300), at ~0.1 s of callgrind per call",
     )
     ap.add_argument(
+        "--ir-modes",
+        default="none,ours,ours_journal,otel_noop",
+        help="with --instructions: the configurations to count (none is always counted: the baseline)",
+    )
+    ap.add_argument(
         "--paired",
         action="store_true",
         help="instead: requests configurations in one process, in alternating blocks of --calls calls "
@@ -364,9 +379,8 @@ def main() -> None:
         n_calls = tuple(int(n) for n in args.ir_calls.split(","))
         server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
         try:
-            ir = instructions(
-                WORKER, ("none", "ours", "ours_journal", "otel_noop"), "requests", int(server.stdout.readline()), *n_calls
-            )
+            modes = ("none", *(m for m in args.ir_modes.split(",") if m and m != "none"))
+            ir = instructions(WORKER, modes, "requests", int(server.stdout.readline()), *n_calls)
         finally:
             server.kill()
         print("| configuration | instructions per call, calling thread | added | all threads | added |")
@@ -376,8 +390,10 @@ def main() -> None:
             print(
                 f"| {mode} | {main_ir:,.0f} | {main_ir - base[0]:+,.0f} | {all_ir:,.0f} | {all_ir - base[1]:+,.0f} |"
             )
+        if "otel_noop" not in ir:
+            return
         noop = ir["otel_noop"][1] - ir["none"][1]  # all on the calling thread: OpenTelemetry has no writer
-        for mode in ("ours", "ours_journal"):
+        for mode in (m for m in ("ours", "ours_journal") if m in ir):
             print(
                 f"\n{mode}: added instructions / OpenTelemetry no-op's: calling thread "
                 f"{(ir[mode][0] - ir['none'][0]) / noop:.3f}, all threads {(ir[mode][1] - ir['none'][1]) / noop:.3f}"

@@ -136,3 +136,16 @@ def test_chunk_bounds_cover_the_batch_once_with_a_short_last_chunk():
         assert bounds[0] == 0 and bounds[-1] == n and all(size > 0 for size in sizes)
         if n > CHUNK:
             assert sizes[-1] == sqlite_store.LAST_ROWS and max(sizes) < CHUNK + sqlite_store.LAST_ROWS
+
+
+def test_without_a_helper_thread_a_big_batch_goes_in_one_chunk(tmp_path, monkeypatch):
+    def no_thread(self, conn):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(sqlite_store._Mover, "__init__", no_thread)
+    path = str(tmp_path / "j.db")
+    events = _events(3 * CHUNK + 1)
+    store = open_store(path)
+    store.append(events)
+    store.close()
+    assert _stored(path) == [tuple(r) for r in chain_rows(events, 1, ZERO_HASH, bool_as_int=True)]

@@ -244,7 +244,13 @@ class SQLiteStore:
                 conn.execute("PRAGMA temp_store=MEMORY")
                 conn.execute(_STAGE_DDL)
                 self._staged_on = conn
-            mover = _Mover(conn) if len(bounds) > 2 else None
+            mover = None
+            if len(bounds) > 2:
+                try:
+                    mover = _Mover(conn)
+                except RuntimeError:  # no thread to be had ("can't start new thread"): one chunk, in series
+                    prepared += prepare_rows(events[bounds[1]:], bool_as_int=True)
+                    bounds = [0, len(events)]
             conn.execute("BEGIN IMMEDIATE")
             try:
                 head = conn.execute(
