@@ -32,6 +32,31 @@ def test_flush_writes_everything(sqlite_dsn):
     sink.close()
 
 
+def test_big_batches_go_through_the_staged_pipelined_insert_in_order(sqlite_dsn, monkeypatch):
+    """A busy program: the writer takes 1,000 events at a time, which SQLite appends in 250-row chunks
+    moved by a helper thread; every event lands once, in the order emitted, and the chain holds."""
+    from mit_network_audit.journal import sqlite as sqlite_store
+
+    movers = []
+
+    class CountedMover(sqlite_store._Mover):
+        def __init__(self, conn):
+            movers.append(self)
+            super().__init__(conn)
+
+    monkeypatch.setattr(sqlite_store, "_Mover", CountedMover)
+    sink = BatchingSink(sqlite_dsn, batch_size=1000, flush_interval=5.0)
+    for i in range(3100):
+        sink.emit(internal_event("heartbeat", detail=str(i)))
+    assert sink.flush()
+    store = open_store(sqlite_dsn)
+    assert [r.event.detail for r in reversed(store.rows(limit=10_000))] == [str(i) for i in range(3100)]
+    assert verify(store).ok and sink.counters["written"] == 3100 and sink.counters["lost"] == 0
+    assert movers  # at least one batch was big enough to be moved in chunks
+    sink.close()
+    assert "mna-journal-mover" not in {t.name for t in threading.enumerate()}
+
+
 def test_overflow_writes_exact_gap_row(sqlite_dsn):
     sink = BatchingSink(sqlite_dsn, queue_limit=100, flush_interval=60)
     sink._start = lambda: None  # the writer is not started: the queue must overflow
