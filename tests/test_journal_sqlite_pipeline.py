@@ -7,7 +7,6 @@ nothing of the batch and leaves the store usable; processes appending big batche
 stay gapless.
 """
 
-import multiprocessing
 import random
 import sqlite3
 import threading
@@ -21,6 +20,7 @@ from mit_network_audit.journal import sqlite as sqlite_store
 from mit_network_audit.journal.canonical import ZERO_HASH, chain_rows
 from mit_network_audit.journal.verify import verify
 from test_journal_canonical_batched import build
+from test_journal_store import assert_gapless_and_intact, run_in_processes
 
 CHUNK = sqlite_store.PIPELINE_ROWS
 
@@ -115,18 +115,8 @@ def _big_batches(path, batches, size, seed):
 def test_processes_appending_big_batches_to_one_file_stay_gapless(tmp_path):
     path = str(tmp_path / "j.db")
     open_store(path).close()
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_big_batches, args=(path, 4, 2 * CHUNK + 13, k)) for k in range(3)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
-    store = open_store(path)
-    expected = 3 * 4 * (2 * CHUNK + 13)
-    assert store.count() == expected == store.max_seq() and store.min_seq() == 1
-    assert verify(store).ok
-    store.close()
+    run_in_processes(_big_batches, [(path, 4, 2 * CHUNK + 13, k) for k in range(3)])
+    assert_gapless_and_intact(path, 3 * 4 * (2 * CHUNK + 13))
 
 
 def test_chunk_bounds_cover_the_batch_once_with_a_short_last_chunk():

@@ -209,16 +209,27 @@ def _writer(dsn, n_threads, per_thread):
     store.close()
 
 
-def test_four_processes_four_threads_gapless(any_dsn):
-    open_store(any_dsn).close()
+def run_in_processes(target, arg_tuples) -> None:
+    """``target(*args)`` in one spawned process per tuple, all at once; each must exit 0."""
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(any_dsn, 4, 15)) for _ in range(4)]
+    procs = [ctx.Process(target=target, args=args) for args in arg_tuples]
     for p in procs:
         p.start()
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
-    store = open_store(any_dsn)
-    expected = 4 * 4 * sum(1 + i % 3 for i in range(15))
-    assert store.count() == expected and store.max_seq() == expected and store.min_seq() == 1
-    assert verify(store).ok
+
+
+def assert_gapless_and_intact(dsn, expected: int) -> None:
+    store = open_store(dsn)
+    try:
+        assert store.count() == expected and store.max_seq() == expected and store.min_seq() == 1
+        assert verify(store).ok
+    finally:
+        store.close()
+
+
+def test_four_processes_four_threads_gapless(any_dsn):
+    open_store(any_dsn).close()
+    run_in_processes(_writer, [(any_dsn, 4, 15)] * 4)
+    assert_gapless_and_intact(any_dsn, 4 * 4 * sum(1 + i % 3 for i in range(15)))

@@ -212,12 +212,10 @@ COLUMN_MIN_ROWS = 16  # below, the per-column set-up costs more than it saves (~
 
 
 # Column by column, a batch costs one C-level ``map`` per field instead of a Python step per value:
-# the memo's lookups for fields whose values repeat, and for fields that take a new value on almost
-# every row (ids, times, sizes, ports) the member text straight from a format string, which never
-# calls back into Python the way a memo miss does.  Only when every value of a column is of a type
-# its field is declared with; else the whole batch goes row by row (``_prepare_row_by_row``).
-# A new value on (almost) every call: a memo would only miss.  Other fields repeat, and a memo hit is
-# cheaper than formatting (~35 vs ~100 ns).
+# the memo's lookups for fields whose values repeat, and for the fields in _FRESH, which take a new
+# value on almost every row (a memo would only miss, and a miss calls back into Python), the value's
+# JSON straight from ``int.__repr__`` / the C string encoder.  Only when every value of a column is of
+# a type its field is declared with; else the whole batch goes row by row (``_prepare_row_by_row``).
 _FRESH = frozenset({"event_id", "fingerprint", "logged_at_us", "started_at_us", "duration_us", "src_port",
                     "req_bytes", "resp_bytes"})
 _FRESH_AT = tuple(k in _FRESH for k in _KEYS)
@@ -349,21 +347,21 @@ def stored_leaves(raws) -> list:
     """``stored_leaf`` of every stored tuple of a list (verify's inner loop): column by column when
     every column holds what its field is declared with (as ``prepare_rows``), else row by row."""
     out: list = []
-    for start in range(0, len(raws), _COLUMN_ROWS):
-        part = raws[start:start + _COLUMN_ROWS]
+    for start in range(0, len(raws), COLUMN_MAX_ROWS):
+        part = raws[start:start + COLUMN_MAX_ROWS]
         leaves = None
         if len(part) >= COLUMN_MIN_ROWS:
             try:
                 leaves = stored_column_leaves(list(zip(*part, strict=True)))
             except ValueError:  # rows of different lengths
                 pass
-        out += leaves if leaves is not None else _stored_leaves_by_row(part)
+        out += leaves if leaves is not None else stored_leaves_by_row(part)
     return out
 
 
-_COLUMN_ROWS = 1000  # rows per column pass: the columns of a larger slice no longer fit the caches
+COLUMN_MAX_ROWS = 1000  # rows per column pass: the columns of a larger slice no longer fit the caches
 _STORED_AT = tuple(1 + FIELD_NAMES.index(k) for k in _KEYS)  # each canonical key's stored column
-_digest = type(_sha256()).digest
+sha256_digest = type(_sha256()).digest  # HASH.digest, unbound: map()-able
 
 
 def stored_column_leaves(columns: list) -> list | None:
@@ -383,12 +381,12 @@ def stored_column_leaves(columns: list) -> list | None:
     texts = map(str.encode, map("".join, zip(*members, strict=True)))
     data = map(bytes.replace, texts, repeat(b"\x01"), map(b"%d".__mod__, seqs), repeat(1))
     try:
-        return list(map(_digest, map(_sha256, data)))
+        return list(map(sha256_digest, map(_sha256, data)))
     except UnicodeEncodeError:  # a text that cannot be UTF-8 (a lone surrogate)
         return None
 
 
-def _stored_leaves_by_row(raws) -> list:
+def stored_leaves_by_row(raws) -> list:
     out = []
     append = out.append
     memos, signatures, values_of = _STORED.memos, _STORED.signatures, _stored_canon_values

@@ -19,16 +19,19 @@ from itertools import islice
 
 from . import schema
 from .canonical import (
+    COLUMN_MAX_ROWS,
     COLUMN_MIN_ROWS,
     ZERO_HASH,
     canonical_bytes,
     leaf_hash,
+    sha256_digest,
     stored_column_leaves,
     stored_leaves,
+    stored_leaves_by_row,
 )
 
 CHUNK = 50_000  # rows per range (one task of a worker process)
-READ_ROWS = 1_000
+READ_ROWS = COLUMN_MAX_ROWS  # rows read and checked at a time: one column pass
 PARALLEL_MIN_ROWS = 100_000
 
 
@@ -69,12 +72,14 @@ def check_rows(raw_rows, expected_seq: int, prev: bytes | None):
         columns = list(zip(*raw_rows, strict=True))
     except ValueError:  # rows of different lengths: not what a store returns
         columns = None
-    by_column = columns and COLUMN_MIN_ROWS <= len(raw_rows) <= READ_ROWS
-    leaves = stored_column_leaves(columns) if by_column else None
-    if leaves is None:
+    if columns and COLUMN_MIN_ROWS <= len(raw_rows) <= COLUMN_MAX_ROWS:
+        leaves = stored_column_leaves(columns)
+        if leaves is None:  # the column path cannot tell: row by row, not the column path again
+            leaves = stored_leaves_by_row(raw_rows)
+        elif (intact := _intact(columns, leaves, expected_seq, prev)) is not None:
+            return expected_seq + len(raw_rows), intact, len(raw_rows)
+    else:
         leaves = stored_leaves(raw_rows)
-    elif (intact := _intact(columns, leaves, expected_seq, prev)) is not None:
-        return expected_seq + len(raw_rows), intact, len(raw_rows)
     n = 0
     sha = hashlib.sha256
     prev_hex = prev.hex() if prev is not None else None
@@ -110,9 +115,6 @@ def check_rows(raw_rows, expected_seq: int, prev: bytes | None):
     return expected_seq, prev, n
 
 
-_digest = type(hashlib.sha256()).digest
-
-
 def _intact(columns: list, leaves: list, expected_seq: int, prev: bytes | None) -> bytes | None:
     """The last row's hash if every row is intact, else None (then ``check_rows`` finds the first bad
     row the slow way).  Checked column by column (``columns``: the stored tuples transposed), in
@@ -129,7 +131,7 @@ def _intact(columns: list, leaves: list, expected_seq: int, prev: bytes | None) 
         return None
     try:
         inputs = map(b"\x02".__add__, map(bytes.__add__, map(bytes.fromhex, prevs), leaves))
-        computed = list(map(_digest, map(hashlib.sha256, inputs)))
+        computed = list(map(sha256_digest, map(hashlib.sha256, inputs)))
     except (TypeError, ValueError):  # a stored prev_hash that is not hex text
         return None
     if tuple(map(bytes.hex, computed)) != rows:
