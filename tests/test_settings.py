@@ -51,6 +51,7 @@ def test_round_trip_journaled_and_chain_verifies(any_dsn):
         "retention.days": "180",
         "rollup.interval_s": "30",
         "checkpoint.interval_s": "600",
+        "verify.interval_s": "120",
         "forensic.enabled": "on",
         "forensic.addons": "acme_connector,crm",
         "forensic.hosts": '["api.partner.example", "127.0.0.1"]',
@@ -68,6 +69,7 @@ def test_round_trip_journaled_and_chain_verifies(any_dsn):
         "retention.days": 180,
         "rollup.interval_s": 30,
         "checkpoint.interval_s": 600,
+        "verify.interval_s": 120,
         "forensic.enabled": True,
         "forensic.addons": ["acme_connector", "crm"],
         "forensic.hosts": ["api.partner.example", "127.0.0.1"],
@@ -85,7 +87,8 @@ def test_round_trip_journaled_and_chain_verifies(any_dsn):
     assert [(r["key"], r["actor"]) for r in rows] == [(k, "olga") for k in values]
     assert rows[0]["old"] == "" and rows[0]["new"] == "smtp,socket"
     assert rows[1]["old"] == "90" and rows[1]["new"] == "180"
-    assert rows[4] == {"actor": "olga", "key": "forensic.enabled", "old": "false", "new": "true"}
+    assert rows[4] == {"actor": "olga", "key": "verify.interval_s", "old": "900", "new": "120"}
+    assert rows[5] == {"actor": "olga", "key": "forensic.enabled", "old": "false", "new": "true"}
     # change back: old -> new the other way round
     S.set_setting(store, "capture.disabled_channels", "", actor="olaf")
     last = settings_rows(store)[0]

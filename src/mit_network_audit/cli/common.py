@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import time
@@ -55,3 +56,19 @@ def open_or_exit(dsn: str | None, *, create: bool = False):
                    "Check the --db DSN (a path, sqlite:///path or postgresql://...) and that the database is reachable.",
                    err=True)
         sys.exit(2)
+
+
+@contextlib.contextmanager
+def verify_progress(store, *, show: bool = True):
+    """A transient progress bar on stderr for a chain re-check; yields verify's progress callback
+    (None when not shown: JSON output, or no terminal)."""
+    if not show or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("verifying"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} rows"),
+                  TimeRemainingColumn(), transient=True, console=Console(stderr=True)) as progress:
+        task = progress.add_task("verify", total=store.max_seq() or 1)
+        yield lambda done, total: progress.update(task, completed=done, total=total)

@@ -8,12 +8,12 @@ import time
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..journal.store import RowFilter
 from ..journal.verify import verify as verify_journal
-from .common import db_option, format_us, open_or_exit, parse_time_us
+from ..report import integrity
+from .common import db_option, format_us, open_or_exit, parse_time_us, verify_progress
 
 
 def register(group: click.Group) -> None:
@@ -114,14 +114,9 @@ def verify(dsn, fmt):
     """
     store = open_or_exit(dsn)
     try:
-        if fmt == "text":
-            with Progress(TextColumn("verifying"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} rows"),
-                          TimeRemainingColumn(), transient=True) as progress:
-                task = progress.add_task("verify", total=store.max_seq() or 1)
-                result = verify_journal(store, lambda done, total: progress.update(task, completed=done, total=total))
-        else:
-            result = verify_journal(store)
-        extra = _trust_checks(store)
+        with verify_progress(store, show=fmt == "text") as progress:
+            result = verify_journal(store, progress)
+        extra = integrity.further_checks(store)
     except Exception as exc:
         click.echo(f"error: verify could not read the journal: {type(exc).__name__}: {exc}", err=True)
         sys.exit(2)
@@ -138,22 +133,3 @@ def verify(dsn, fmt):
         for item in extra:
             click.secho(f"{item['name']}: {item['message']}", fg="green" if item.get("ok", True) else "red")
     sys.exit(0 if ok else 1)
-
-
-def _trust_checks(store) -> list[dict]:
-    """Further checks contributed by other layers when present (checkpoints, rollup consistency)."""
-    checks = []
-    try:
-        from ..journal import checkpoint
-    except ImportError:
-        checkpoint = None
-    if checkpoint is not None and hasattr(checkpoint, "verify_checks"):
-        checks.extend(checkpoint.verify_checks(store))
-    if store.meta_get("rollup_seq") is not None:  # a rollup exists: its totals must match the journal
-        from ..report import rollup
-
-        try:
-            checks.append(rollup.consistency(store))
-        except Exception as exc:
-            checks.append({"name": "rollup", "ok": False, "message": f"rollup check failed: {type(exc).__name__}"})
-    return checks

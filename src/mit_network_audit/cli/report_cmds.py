@@ -13,12 +13,12 @@ import click
 from rich.console import Console
 
 from ..journal import default_dsn, open_store
-from ..journal.verify import verify as verify_journal
+from ..report import integrity
 from ..report import rollup as rollup_mod
 from ..report.catalogue import load_catalogue
 from ..report.render import render
 from ..report.trust import build_report
-from .common import db_option, open_or_exit, parse_time_us
+from .common import db_option, open_or_exit, parse_time_us, verify_progress
 
 EXIT = {"all_clear": 0, "review": 1, "alarm": 2}
 
@@ -34,8 +34,10 @@ def register(group: click.Group) -> None:
 @click.option("--since", default="24h", show_default=True, help="24h, 7d, 30d or an ISO date")
 @click.option("--until", default=None, help="ISO date or duration ago (default: now)")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--verify/--no-verify", "run_verify", default=False,
-              help="also re-check the whole hash chain (slower on big journals)")
+@click.option("--verify/--no-verify", "run_verify", default=True, show_default=True,
+              help="re-check the whole hash chain and the signed checkpoints first, as `verify` does "
+                   "(~5 s per million rows on 2 cores); --no-verify: the verdict then covers what the rows "
+                   "say, not whether they were changed")
 @click.option("--catalogue", "catalogues", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="an extra catalogue TOML (matched before the shipped one); repeatable")
 def report(dsn, since, until, fmt, run_verify, catalogues):
@@ -44,9 +46,12 @@ def report(dsn, since, until, fmt, run_verify, catalogues):
     Exit status 0 all clear, 1 review, 2 alarm — usable as a CI gate.
     """
     store = open_or_exit(dsn)
-    result = verify_journal(store) if run_verify else None
+    checked = None
+    if run_verify:
+        with verify_progress(store, show=fmt == "text") as progress:
+            checked = integrity.check(store, progress)
     rep = build_report(store, parse_time_us(since), parse_time_us(until),
-                       catalogue=load_catalogue(catalogues), verify_result=result)
+                       catalogue=load_catalogue(catalogues), integrity=checked)
     if fmt == "json":
         click.echo(json.dumps(rep.as_dict(), indent=2, ensure_ascii=False))
     else:
@@ -146,7 +151,7 @@ def demo(dsn, open_dashboard, port):
         click.echo(f"error: the example application failed (exit {completed.returncode})", err=True)
         sys.exit(2)
     store = open_store(dsn)
-    rep = build_report(store, 0, catalogue=load_catalogue([catalogue_file]), verify_result=verify_journal(store))
+    rep = build_report(store, 0, catalogue=load_catalogue([catalogue_file]), integrity=integrity.check(store))
     click.echo()
     render(rep, Console(width=None if sys.stdout.isatty() else 120))
     click.echo(f"\njournal: {dsn}\nnext: mit-network-audit log --db {dsn}   ·   "

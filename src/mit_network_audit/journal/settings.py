@@ -179,6 +179,12 @@ SETTINGS: dict[str, Setting] = {
             _int(1, 7 * 86400), unit="s",
         ),
         Setting(
+            "verify.interval_s", "int", 900,
+            "Seconds between the dashboard's re-checks of the whole chain, checkpoints and rollup "
+            "(the Trust Report page shows the newest result; an auditor can re-check at once).",
+            _int(10, 7 * 86400), unit="s",
+        ),
+        Setting(
             "forensic.enabled", "bool", _FD["forensic.enabled"],
             "Forensic body capture on/off (officers only; while on, the Trust Report says Review).",
             _bool,

@@ -30,7 +30,10 @@ def render(report: Report, console: Console) -> None:
     console.print()
     for line in report.lines:
         colour = {"alarm": "red", "review": "yellow", "info": "green"}[line.level]
-        console.print(f"[{colour}]{_ICON[line.level]} {line.message}[/]", highlight=False)
+        icon = _ICON[line.level]
+        if line.rule == "chain_not_checked":  # not a finding either way: say it, without a tick
+            colour, icon = "dim", "·"
+        console.print(f"[{colour}]{icon} {line.message}[/]", highlight=False)
         if line.chain_seqs:
             seqs = ", ".join(str(s) for s in line.chain_seqs[:12]) + (" …" if len(line.chain_seqs) > 12 else "")
             console.print(f"    evidence: {line.count:,} row(s); chain_seq {seqs}"

@@ -44,6 +44,9 @@ class Report:
     vendor_name: str
     lines: list[Line]
     summary: dict
+    # What this report re-checked of the record it reads: {"checked": bool, "ok": bool | None,
+    # "rows_checked", "first_bad_seq", "checked_at_us"} (see report/integrity.py).
+    chain: dict = field(default_factory=lambda: dict(_NOT_CHECKED))
 
     def as_dict(self) -> dict:
         return {
@@ -52,7 +55,11 @@ class Report:
             "vendor_name": self.vendor_name,
             "lines": [asdict(line) for line in self.lines],
             "summary": self.summary,
+            "chain": dict(self.chain),
         }
+
+
+_NOT_CHECKED = {"checked": False, "ok": None, "rows_checked": None, "first_bad_seq": None, "checked_at_us": None}
 
 
 def _p(store) -> str:
@@ -94,10 +101,19 @@ def build_report(
     catalogue: Catalogue | None = None,
     verify_result=None,
     trust_checks=(),
+    integrity=None,
+    chain_pending: str | None = None,
     now_us: int | None = None,
     catch_up: bool = True,
 ) -> Report:
+    """``integrity`` (``report.integrity.Integrity``): the chain re-check and further checks this
+    report rests on; or the older pair ``verify_result`` / ``trust_checks``.  Without either the
+    report says plainly that it did not re-check the chain (an info line and ``chain.checked``;
+    ``chain_pending``: that line's text when a check is running)."""
     catalogue = catalogue or load_catalogue()
+    checked_at_us = None
+    if integrity is not None:
+        verify_result, trust_checks, checked_at_us = integrity.chain, integrity.report_checks(), integrity.checked_at_us
     now_us = now_us or time.time_ns() // 1000
     until_us = until_us or now_us + 1
     if catch_up:
@@ -273,7 +289,8 @@ def build_report(
     if (store.meta_get("setting.forensic.enabled") or "").lower() in ("1", "true", "on"):
         lines.append(Line("review", "forensic_capture_on", "forensic body capture is switched on"))
 
-    verdict = "alarm" if any(x.level == "alarm" for x in lines) else "review" if lines else "all_clear"
+    levels = {x.level for x in lines}
+    verdict = "alarm" if "alarm" in levels else "review" if "review" in levels else "all_clear"
     if verdict == "all_clear":
         lines.append(
             Line(
@@ -283,7 +300,29 @@ def build_report(
                 "every other destination is a provider, your own network or this machine",
             )
         )
-    return Report(verdict, since_us, until_us, catalogue.vendor_name, lines, _summary(groups))
+    chain = _chain_status(verify_result, checked_at_us)
+    if verify_result is None:
+        lines.append(Line("info", "chain_not_checked", chain_pending or (
+                          "the hash chain was not re-checked for this report: the verdict covers what the rows "
+                          "say, not whether they were changed (`mit-network-audit verify`, or `report` without "
+                          "--no-verify)")))
+    elif verify_result.ok:
+        lines.append(Line("info", "chain_intact",
+                          f"hash chain intact: {verify_result.rows_checked:,} row(s) re-checked"
+                          + (f" ({_when_us(checked_at_us)})" if checked_at_us else ""),
+                          verify_result.rows_checked))
+    return Report(verdict, since_us, until_us, catalogue.vendor_name, lines, _summary(groups), chain)
+
+
+def _chain_status(result, checked_at_us: int | None) -> dict:
+    if result is None:
+        return dict(_NOT_CHECKED)
+    return {"checked": True, "ok": bool(result.ok), "rows_checked": result.rows_checked,
+            "first_bad_seq": result.first_bad_seq, "checked_at_us": checked_at_us}
+
+
+def _when_us(us: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(us / 1e6))
 
 
 def _never_signed(store, now_us: int, stale_after_us: int) -> list[Line]:

@@ -21,12 +21,12 @@ from fastapi.templating import Jinja2Templates
 
 from ..journal import open_store
 from ..journal.store import RowFilter
-from ..journal.verify import verify as verify_journal
 from ..report import logsearch, rollup
 from ..report.catalogue import load_catalogue
 from ..report.trust import build_report
 from . import charts
 from .auth import Accounts, Principal, role_at_least
+from .integrity_watch import IntegrityWatch
 from .params import BEFORE, SEQ
 
 HERE = os.path.dirname(__file__)
@@ -61,6 +61,7 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
     app.state.store, app.state.accounts = store, accounts
     app.mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static")
     verify_jobs: dict[str, dict] = {}
+    watch = app.state.integrity_watch = IntegrityWatch(dsn)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -108,7 +109,11 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
         return int((time.time() - hours * 3600) * 1_000_000)
 
     def report_for(since: str):
-        return build_report(store, period_us(since), catalogue=catalogue)
+        checked = watch.current(store)
+        running = watch.progress
+        pending = (f"the hash chain is being re-checked ({running['done']:,} of {running['total']:,} rows): "
+                   "reload for the verdict on it") if checked is None and running else None
+        return build_report(store, period_us(since), catalogue=catalogue, integrity=checked, chain_pending=pending)
 
     # -- login --------------------------------------------------------------------------------
     @app.get("/login", response_class=HTMLResponse)
@@ -239,7 +244,10 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
         def work():
             def progress(done, total):
                 verify_jobs[job].update(done=done, total=total)
-            verify_jobs[job]["result"] = verify_journal(open_store(dsn), progress).as_dict()
+            # the Trust Report shows this result from now on
+            checked = watch.check_now(progress)
+            verify_jobs[job]["checks"] = list(checked.checks)
+            verify_jobs[job]["result"] = checked.chain.as_dict()
 
         threading.Thread(target=work, daemon=True).start()
         return {"job": job}
