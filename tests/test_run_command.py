@@ -103,3 +103,28 @@ def test_run_audits_a_child_python_that_lacks_the_package(tmp_path, http_server)
     rows = [r.event for r in store.rows(limit=100) if r.event.direction == "outbound"]
     assert [(e.channel, e.path, e.addon) for e in rows] == [("urllib", "/from-bare", "__main__")]
     assert verify(store).ok
+
+
+def test_run_hands_the_process_over_same_pid_signals_and_exit_status(tmp_path):
+    """`run` execs the program (as opentelemetry-instrument does): a supervisor's SIGTERM, a pidfile
+    and the exit status are the program's own, a death by signal included."""
+    import signal
+
+    dsn = f"sqlite:///{tmp_path}/run.db"
+    script = tmp_path / "serve.py"
+    script.write_text("import os, signal, sys, time\n"
+                      "signal.signal(signal.SIGTERM, lambda *a: sys.exit(7))\n"
+                      "print(os.getpid(), flush=True)\n"
+                      "time.sleep(60)\n")
+    proc = subprocess.Popen([*CLI, "run", "--db", dsn, "--", "python", str(script)], stdout=subprocess.PIPE, text=True)
+    assert int(proc.stdout.readline()) == proc.pid
+    proc.send_signal(signal.SIGTERM)  # to the PID the supervisor knows: the program's handler runs
+    assert proc.wait(30) == 7
+    killed = subprocess.run([*CLI, "run", "--db", dsn, "--", "python", "-c",
+                             "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"], timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    missing = subprocess.run([*CLI, "run", "--db", dsn, "--", "no-such-program-here"], capture_output=True,
+                             text=True, timeout=60)
+    assert missing.returncode == 127 and "command not found" in missing.stderr
+    store = open_store(dsn)
+    assert [r.event.method for r in store.rows(limit=10)][::-1][:2] == ["start", "stop"]  # the handler's exit flushed

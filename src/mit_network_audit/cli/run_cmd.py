@@ -52,8 +52,23 @@ def run(dsn, disable, command):
     argv = list(command)
     if argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable  # the interpreter that has the auditor installed
+    env = audited_env(dsn, disable)
+    if hasattr(os, "execvpe") and os.name == "posix":
+        # The program takes this process over (as opentelemetry-instrument does): the same PID for a
+        # supervisor, a pidfile or `kill`; every signal (SIGTERM, gunicorn's HUP/TTIN...) reaches it
+        # directly; its exit status is the command's, a death by signal included.
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execvpe(argv[0], argv, env)
+        except FileNotFoundError:
+            click.echo(f"error: command not found: {argv[0]}", err=True)
+            sys.exit(127)
+        except PermissionError:
+            click.echo(f"error: not executable: {argv[0]}", err=True)
+            sys.exit(126)
     try:
-        proc = subprocess.Popen(argv, env=audited_env(dsn, disable))
+        proc = subprocess.Popen(argv, env=env)
     except FileNotFoundError:
         click.echo(f"error: command not found: {argv[0]}", err=True)
         sys.exit(127)

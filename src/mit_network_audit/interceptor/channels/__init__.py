@@ -28,4 +28,9 @@ CHANNEL_MODULES: tuple[str, ...] = (
     "audit_hook",
     "ctypes_guard",  # a network symbol fetched through ctypes (see channels/ctypes_guard.py)
     "gevent",  # after socket/tls/subprocess: follows gevent's monkey-patching (see channels/gevent.py)
+    # Inbound: the servers whose app is wrapped in the WSGI/ASGI middleware without a code change.
+    "uvicorn_app",
+    "gunicorn_app",
+    "wsgiref_app",
+    "werkzeug_app",
 )

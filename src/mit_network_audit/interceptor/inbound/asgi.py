@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import capture
-from .wsgi import _owner_of
+from .wsgi import OUTER_CALL, _owner_of
 
 NAME = "asgi"
 
@@ -12,14 +12,24 @@ class AuditASGIMiddleware:
     def __init__(self, app, app_name: str | None = None) -> None:
         self.app = app
         self.owner = _owner_of(app, app_name)
+        self.named = bool(app_name)
 
     async def __call__(self, scope, receive, send):
         kind = scope.get("type")
         if kind not in ("http", "websocket"):
             return await self.app(scope, receive, send)
+        outer = scope.get(OUTER_CALL)
+        if outer is not None:  # see wsgi.OUTER_CALL
+            if self.named:
+                outer.owner = self.owner
+            return await self.app(scope, receive, send)
         call = self._begin(scope)
         if call is None:
             return await self.app(scope, receive, send)
+        try:
+            scope[OUTER_CALL] = call
+        except Exception:
+            capture.counters["errors.capture"] += 1
 
         async def audited_receive():
             message = await receive()

@@ -4,15 +4,34 @@ client address.  Bodies are counted as they stream (never buffered); the respons
 
 from __future__ import annotations
 
+import inspect
+
 from .. import capture
 from ..attribution import Owner
 from ..counting import RequestBodyCounter
 
 NAME = "wsgi"
+# The row of a request, in its environ (WSGI) or scope (ASGI): a middleware that finds one is an
+# inner layer (a server the runner wrapped, around an app its author wrapped too): one row per
+# request, which the inner layer only enriches with its explicit app_name.
+OUTER_CALL = "mna.inbound_call"
 
 
 def _owner_of(app, app_name: str | None) -> Owner:
-    name = app_name or (getattr(app, "__module__", None) or "app").split(".", 1)[0]
+    """The app's top-level module: ``app_name`` when given, else the module a function or class was
+    defined in, else a framework object's own import name (Flask's ``import_name``), else the
+    module of the object's class."""
+    name = app_name
+    if not name:
+        target = getattr(app, "__self__", app) if inspect.ismethod(app) else app
+        import_name = getattr(target, "import_name", None)
+        if inspect.isfunction(target) or inspect.isclass(target):
+            name = target.__module__
+        elif isinstance(import_name, str):
+            name = import_name
+        else:
+            name = type(target).__module__
+    name = str(name or "app").split(".", 1)[0] or "app"
     return Owner(name, None, f"{name}:0 in {getattr(app, '__name__', type(app).__name__)}", ())
 
 
@@ -48,12 +67,19 @@ class AuditWSGIMiddleware:
     def __init__(self, app, app_name: str | None = None) -> None:
         self.app = app
         self.owner = _owner_of(app, app_name)
+        self.named = bool(app_name)
 
     def __call__(self, environ, start_response):
+        outer = environ.get(OUTER_CALL)
+        if outer is not None:
+            if self.named:
+                outer.owner = self.owner
+            return self.app(environ, start_response)
         call = _begin(environ, self.owner)
         if call is None:
             return self.app(environ, start_response)
         try:
+            environ[OUTER_CALL] = call
             if "wsgi.input" in environ:
                 environ["wsgi.input"] = RequestBodyCounter(environ["wsgi.input"], call)
         except Exception:
