@@ -302,15 +302,14 @@ class Server:
         re-raises the signal it caught, and a re-raised SIGTERM kills the process without running
         atexit; the auditor installs its own SIGTERM handler at boot (runner/boot.py) that flushes and
         writes the stop row before the process dies by the signal: fault.uvicorn_sigterm_stop checks it.
-        ``app_only``: signal only the server processes, not the ``mit-network-audit run`` wrapper (whose
-        exit status then tells how the server ended: 256 - signal when it died by a signal)."""
+        ``app_only``: signal only the server's main process, as a supervisor does (``mit-network-audit
+        run`` execs the server, so that is the PID it was started with; its exit status tells how the
+        server ended: -signal when it died by a signal)."""
         if sig is None:
             sig = signal.SIGINT if self.kind == "asgi" else signal.SIGTERM
         with contextlib.suppress(ProcessLookupError):
             if app_only:
-                for pid in self.pids() - {self.proc.pid}:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, sig)
+                os.kill(self.proc.pid, sig)
             else:
                 os.killpg(self.proc.pid, sig)
         deadline = time.time() + timeout
