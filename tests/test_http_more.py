@@ -210,3 +210,83 @@ def test_full_stack_with_socket_backstop_one_row(sink, http_server):
         session.get(http_server + "/echo")
     rows = [e for e in sink.events if e.direction == "outbound"]
     assert [e.channel for e in rows] == ["requests"] * 3  # no socket/urllib3/http.client rows
+
+
+def _upload_shapes(tmp_path):
+    """Ways a module can stream an upload so that no length is known up front."""
+    payload = b"customer-list;" * 700  # 9,800 bytes, over a licence component's max_request_bytes
+    path = tmp_path / "upload.bin"
+    path.write_bytes(payload)
+    return payload, {
+        "generator": lambda: (payload[i:i + 1000] for i in range(0, len(payload), 1000)),
+        "file": lambda: open(path, "rb"),
+    }
+
+
+def test_streamed_uploads_are_counted_on_every_channel(sink, http_server, tmp_path):
+    """The size rules (max_request_bytes) rest on req_bytes: a body streamed as a generator or a
+    file, through any library, must count exactly what the server received, not 0."""
+    import http.client
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    import aiohttp
+    import httpx
+
+    from conftest import EchoHandler
+
+    payload, shapes = _upload_shapes(tmp_path)
+    host, port = urlsplit(http_server).hostname, urlsplit(http_server).port
+    url = http_server + "/echo"
+
+    def via_http_client(body):
+        conn = http.client.HTTPConnection(host, port)
+        conn.request("POST", "/echo", body=body, encode_chunked=True)
+        conn.getresponse().read()
+        conn.close()
+
+    async def via_httpx_async(make):
+        async def agen():
+            for chunk in make() if callable(make) else make:
+                yield chunk
+        async with httpx.AsyncClient() as c:
+            await c.post(url, content=agen())
+
+    async def via_aiohttp(make):
+        async def agen():
+            for chunk in make():
+                yield chunk
+        async with aiohttp.ClientSession() as s, s.post(url, data=agen()) as r:
+            await r.read()
+
+    async def via_aiohttp_file(make):
+        with make() as f:
+            async with aiohttp.ClientSession() as s, s.post(url, data=f) as r:
+                await r.read()
+
+    senders = {
+        "requests": lambda body: requests.post(url, data=body).content,
+        "urllib": lambda body: urllib.request.urlopen(
+            urllib.request.Request(url, data=body, headers={"Transfer-Encoding": "chunked"})).read(),
+        "urllib (data=)": lambda body: urllib.request.urlopen(url, data=body).read()
+        if hasattr(body, "read") else urllib.request.urlopen(
+            urllib.request.Request(url, headers={"Transfer-Encoding": "chunked"}), data=body).read(),
+        "httpx": lambda body: httpx.post(url, content=body).content,
+        "http.client": via_http_client,
+        "urllib3": lambda body: urllib3.PoolManager().request("POST", url, body=body, chunked=True).data,
+    }
+    for shape, make in shapes.items():
+        for name, send in senders.items():
+            sink.events.clear()
+            EchoHandler.bodies.clear()
+            send(make())
+            assert EchoHandler.bodies == [payload], (name, shape)  # the upload itself is unchanged
+            rows = outbound(sink)
+            assert [e.req_bytes for e in rows] == [len(payload)], (name, shape, [e.channel for e in rows])
+    for name, run, shape in (("httpx async", via_httpx_async, "generator"), ("aiohttp", via_aiohttp, "generator"),
+                             ("aiohttp", via_aiohttp_file, "file")):
+        sink.events.clear()
+        EchoHandler.bodies.clear()
+        asyncio.run(run(shapes[shape]))
+        assert EchoHandler.bodies == [payload], name
+        assert [e.req_bytes for e in outbound(sink)] == [len(payload)], name

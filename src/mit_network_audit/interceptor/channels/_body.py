@@ -115,3 +115,45 @@ class CountingIterable:
         for chunk in self._it:
             call.add_request_body(chunk)
             yield chunk
+
+
+class CountingFile:
+    """A file-like request body: the library reads it in blocks; count what it reads."""
+
+    def __init__(self, raw, call) -> None:
+        self._raw = raw
+        self._call = call
+
+    def read(self, *args):
+        data = self._raw.read(*args)
+        self._call.add_request_body(data)
+        return data
+
+    def __getattr__(self, name):  # seek/tell (rewinds on retry), fileno (fstat for a length), ...
+        return getattr(self._raw, name)
+
+
+def counting_body(body, call):
+    """A request body that counts (and fingerprints) itself as the library sends it: a buffer
+    (bytes, memoryview, array) is counted at once and sent as it is; a file counts what is read of
+    it; an iterable of chunks counts each chunk.  Anything else goes on uncounted."""
+    if isinstance(body, bytes | bytearray):
+        call.add_request_body(body)
+        return body
+    if isinstance(body, str):
+        call.add_request_body(body.encode("iso-8859-1", "replace"))
+        return body
+    try:
+        view = memoryview(body)
+    except TypeError:
+        pass
+    else:
+        call.add_request_body(view.cast("B") if view.ndim == 1 and view.c_contiguous else view.tobytes())
+        return body
+    if hasattr(body, "read"):
+        return CountingFile(body, call)
+    try:
+        iter(body)
+    except TypeError:
+        return body
+    return CountingIterable(body, call)

@@ -43,6 +43,8 @@ def install(patches) -> None:
                     import json
 
                     call.req_bytes += len(json.dumps(kwargs["json"]).encode())
+                elif data is not None:  # a stream (async generator, file, form...): counted as written
+                    call.mna_count_writes = True
             except Exception:
                 capture.counters["errors.capture"] += 1
             try:
@@ -85,6 +87,19 @@ def install(patches) -> None:
             return body
         return read
 
+    current = capture._active_get
+
+    def make_write(original):
+        # The body as aiohttp writes it, before its chunked framing or compression: the writer task
+        # runs in a copy of the request's context, so the aiohttp call is current there.
+        async def write(self, chunk, *args, **kwargs):
+            call = current()
+            if call is not None and getattr(call, "mna_count_writes", False):
+                call.add_request_body(chunk)
+            return await original(self, chunk, *args, **kwargs)
+        return write
+
+    patches.wrap(importlib.import_module("aiohttp.http_writer").StreamWriter, "write", make_write)
     patches.wrap(client.ClientSession, "_request", make_request)
     patches.wrap(client_reqrep.ClientResponse, "read", make_read)
     patches.wrap(client_reqrep.ClientResponse, "release", make_release)

@@ -13,7 +13,7 @@ import http.client
 import types
 
 from .. import capture
-from ._body import CountingReader
+from ._body import CountingReader, counting_body
 
 NAME = "http.client"
 TARGET = None
@@ -120,7 +120,7 @@ def install(patches) -> None:
                     else message_body.encode("iso-8859-1", "replace")
                 )
             elif message_body is not None:
-                message_body = _counting(message_body, call)
+                message_body = counting_body(message_body, call)
             with scope(call):
                 try:
                     result = original(self, message_body, *args, **kwargs)
@@ -206,31 +206,3 @@ def install(patches) -> None:
     _attach_direct = attach_direct
     patches.wrap(HTTPConnection, "putrequest", make_putrequest)
     patches.wrap(HTTPConnection, "getresponse", make_getresponse)
-
-
-def _counting(body, call):
-    if hasattr(body, "read"):
-        return _CountingFile(body, call)
-    try:
-        iter(body)
-    except TypeError:
-        return body
-    from ._body import CountingIterable
-
-    return CountingIterable(body, call)
-
-
-class _CountingFile:
-    """A file-like request body: http.client reads it in blocks; count what it reads."""
-
-    def __init__(self, raw, call) -> None:
-        self._raw = raw
-        self._call = call
-
-    def read(self, *args):
-        data = self._raw.read(*args)
-        self._call.add_request_body(data)
-        return data
-
-    def __getattr__(self, name):
-        return getattr(self._raw, name)

@@ -12,6 +12,9 @@ NAME = "httpx"
 TARGET = "httpx"
 
 
+_counting_stream = None  # made by install(): a byte stream httpx accepts, counting what it sends
+
+
 def _start(request):
     call = capture.begin(NAME, method=request.method, url=str(request.url))
     if call is None:
@@ -20,8 +23,12 @@ def _start(request):
         call.req_headers = list(request.headers.items())
         try:
             call.add_request_body(request.content)
-        except Exception:  # a streaming body not read yet: its declared length, if any
-            call.req_bytes += int(request.headers.get("content-length") or 0)
+        except Exception:  # a streaming body (a generator, a file): counted as httpx sends it
+            stream = request.stream
+            if isinstance(stream, _counting_stream):
+                stream.call = call  # a redirect hop re-sends the same stream: this hop's row counts it
+            else:
+                request.stream = _counting_stream(stream, call)
     except Exception:
         capture.counters["errors.capture"] += 1
     return call
@@ -60,6 +67,36 @@ def install(patches) -> None:
     import importlib
 
     httpx = importlib.import_module("httpx")
+
+    class CountingStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+        """The request's own stream, passed through chunk by chunk; each chunk counted (and
+        fingerprinted) into the row of the hop sending it.  Both kinds, as httpx's own streams are."""
+
+        def __init__(self, stream, call) -> None:
+            self.stream, self.call = stream, call
+
+        def __iter__(self):
+            for chunk in self.stream:
+                self.call.add_request_body(chunk)
+                yield chunk
+
+        async def __aiter__(self):
+            async for chunk in self.stream:
+                self.call.add_request_body(chunk)
+                yield chunk
+
+        def close(self) -> None:
+            close = getattr(self.stream, "close", None)
+            if close is not None:
+                close()
+
+        async def aclose(self) -> None:
+            aclose = getattr(self.stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    global _counting_stream
+    _counting_stream = CountingStream
 
     def make_sync(original):
         def _send_single_request(self, request, *args, **kwargs):

@@ -4,6 +4,7 @@ since urllib follows them inside one open).  Non-HTTP schemes (file:, data:) mak
 from __future__ import annotations
 
 from .. import capture
+from ._body import counting_body
 
 NAME = "urllib"
 TARGET = None
@@ -24,10 +25,18 @@ def install(patches) -> None:
             call = capture.begin(NAME, method=method or ("POST" if data is not None else "GET"), url=url)
             if call is None:
                 return original(self, fullurl, data, *args, **kwargs)
+            swapped = None  # a Request whose streamed body is counted while this call sends it
             try:
                 body = data if data is not None else getattr(fullurl, "data", None)
                 if isinstance(body, bytes | bytearray):
                     call.add_request_body(body)
+                elif body is not None:
+                    counted = counting_body(body, call)
+                    if data is not None:
+                        data = counted
+                    elif counted is not body:  # not through the setter: it would drop Content-Length
+                        swapped = fullurl
+                        fullurl._data = counted
                 if not isinstance(fullurl, str):
                     call.req_headers = list(fullurl.header_items())
             except Exception:
@@ -41,6 +50,9 @@ def install(patches) -> None:
                     pass
                 capture.end(call, exc)
                 raise
+            finally:
+                if swapped is not None:
+                    swapped._data = body
             try:
                 call.status = getattr(response, "status", None)
                 call.resp_headers = list(response.getheaders()) if hasattr(response, "getheaders") else ()

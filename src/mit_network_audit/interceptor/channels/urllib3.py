@@ -7,7 +7,7 @@ stay in one row (one ``urlopen`` call by the caller); retries likewise.
 from __future__ import annotations
 
 from .. import capture
-from ._body import CountingIterable
+from ._body import counting_body
 
 NAME = "urllib3"
 TARGET = "urllib3"
@@ -38,13 +38,15 @@ def install(patches) -> None:
                     headers = kwargs.get("headers") or (args[1] if len(args) > 1 else None) or {}
                     call.req_headers = list(dict(headers).items())
                     body = kwargs.get("body", args[0] if args else None)
-                    if isinstance(body, bytes | str):
-                        call.add_request_body(body.encode() if isinstance(body, str) else body)
-                    elif body is not None and hasattr(body, "__iter__") and not hasattr(body, "read"):
-                        if "body" in kwargs:
-                            kwargs["body"] = CountingIterable(body, call)
-                        else:
-                            args = (CountingIterable(body, call), *args[1:])
+                    if isinstance(body, str):  # urllib3 sends text as UTF-8
+                        call.add_request_body(body.encode("utf-8"))
+                    elif body is not None:
+                        counted = counting_body(body, call)
+                        if counted is not body:
+                            if "body" in kwargs:
+                                kwargs["body"] = counted
+                            else:
+                                args = (counted, *args[1:])
                 except Exception:
                     capture.counters["errors.capture"] += 1
                 try:
