@@ -8,6 +8,8 @@ import threading
 import pytest
 import requests
 import urllib3
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from requests.adapters import HTTPAdapter
 
 import mit_network_audit as mna
@@ -290,3 +292,62 @@ def test_streamed_uploads_are_counted_on_every_channel(sink, http_server, tmp_pa
         asyncio.run(run(shapes[shape]))
         assert EchoHandler.bodies == [payload], name
         assert [e.req_bytes for e in outbound(sink)] == [len(payload)], name
+
+
+class _Counted:
+    resp_bytes = 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunks=st.lists(st.binary(min_size=1, max_size=40), max_size=8), ext=st.booleans(), trailer=st.booleans(),
+       reads=st.lists(st.sampled_from(["line", 1, 2, 3, 7, 64, "into"]), min_size=1, max_size=30))
+def test_chunked_framing_is_not_counted_whatever_the_read_pattern(chunks, ext, trailer, reads):
+    """The decoder in ChunkedCountingReader against every way a client slices the wire stream."""
+    import io
+
+    from mit_network_audit.interceptor.channels._body import ChunkedCountingReader
+
+    wire = b"".join(b"%x%s\r\n%s\r\n" % (len(c), b";name=v" if ext else b"", c) for c in chunks)
+    wire += b"0\r\n" + (b"X-Checksum: 1\r\n" if trailer else b"") + b"\r\n"
+    call = _Counted()
+    call._holds, call._ended = 0, False
+    reader = ChunkedCountingReader.wrap(io.BufferedReader(io.BytesIO(wire)), call)
+    got = b""
+    for step in reads * (len(wire) + 1):
+        if step == "line":
+            part = reader.readline()
+        elif step == "into":
+            buf = bytearray(5)
+            part = bytes(buf[:reader.readinto(buf)])
+        else:
+            part = reader.read(step)
+        if not part:
+            break
+        got += part
+    assert got == wire
+    assert call.resp_bytes == sum(map(len, chunks))
+    reader._released = True  # not a real call: nothing to release
+
+
+def test_chunked_responses_count_their_data_on_every_client(sink, http_server):
+    import http.client
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    expected = len(b"response:-")
+    split = urlsplit(http_server)
+    conn = http.client.HTTPConnection(split.hostname, split.port)
+    conn.request("GET", "/chunked")
+    response = conn.getresponse()
+    assert b"".join(iter(lambda: response.read(3), b"")) == b"response:-"
+    conn.close()
+    assert urllib.request.urlopen(http_server + "/chunked").read() == b"response:-"
+    with requests.get(http_server + "/chunked", stream=True) as r:
+        assert b"".join(r.iter_content(2)) == b"response:-"
+    assert urllib3.PoolManager().request("GET", http_server + "/chunked").data == b"response:-"
+    assert httpx.get(http_server + "/chunked").content == b"response:-"
+    rows = outbound(sink)
+    assert [(e.channel, e.resp_bytes) for e in rows] == [
+        (ch, expected) for ch in ("http.client", "urllib", "requests", "urllib3", "httpx")]

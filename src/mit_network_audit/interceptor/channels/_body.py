@@ -100,6 +100,78 @@ class CountingReader:
         return iter(self.readline, b"")
 
 
+
+class ChunkedCountingReader(CountingReader):
+    """A chunked response (``Transfer-Encoding: chunked``): the reader sees the framing too (size
+    lines, CRLFs, trailer), read by http.client or by urllib3 in its own way.  Every byte passes here
+    in order, so a small decoder of the framing counts the body's data bytes only, the same figure a
+    ``Content-Length`` response gives.  A framing it cannot parse: the rest counts as it comes."""
+
+    __slots__ = ("_left", "_skip", "_line", "_state")
+
+    @classmethod
+    def wrap(cls, raw, call) -> ChunkedCountingReader:
+        self = super().wrap(raw, call)
+        self._left, self._skip, self._line, self._state = 0, 0, b"", "size"
+        return self
+
+    def _feed(self, data) -> None:
+        i, n = 0, len(data)
+        while i < n:
+            if self._state == "raw":
+                self._call.resp_bytes += n - i
+                return
+            if self._left:  # inside a chunk's data
+                take = min(self._left, n - i)
+                self._call.resp_bytes += take
+                self._left -= take
+                i += take
+                if not self._left:
+                    self._skip = 2  # the CRLF after the data
+            elif self._skip:
+                take = min(self._skip, n - i)
+                self._skip -= take
+                i += take
+            elif self._state == "trailer":  # after the last chunk: framing only
+                return
+            else:  # a size line: hex digits [; extensions] CRLF
+                j = data.find(b"\n", i)
+                if j < 0:
+                    self._line += data[i:]
+                    return
+                line, self._line, i = self._line + data[i:j], b"", j + 1
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    self._state = "raw"
+                    continue
+                if size:
+                    self._left = size
+                else:
+                    self._state = "trailer"
+
+    def read(self, *args):
+        data = self._raw.read(*args)
+        self._feed(data)
+        return data
+
+    def read1(self, *args):
+        data = self._raw.read1(*args)
+        self._feed(data)
+        return data
+
+    def readline(self, *args):
+        data = self._raw.readline(*args)
+        self._feed(data)
+        return data
+
+    def readinto(self, buffer):
+        n = self._raw.readinto(buffer)
+        if n:
+            self._feed(bytes(memoryview(buffer)[:n]))
+        return n
+
+
 class CountingIterable:
     """Wraps a request body iterable (generator, chunked upload): counts and fingerprints each chunk
     as the library pulls it; the chunks themselves go on unchanged."""

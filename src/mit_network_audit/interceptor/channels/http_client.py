@@ -13,7 +13,7 @@ import http.client
 import types
 
 from .. import capture
-from ._body import CountingReader, counting_body
+from ._body import ChunkedCountingReader, CountingReader, counting_body
 
 NAME = "http.client"
 TARGET = None
@@ -70,6 +70,7 @@ def install(patches) -> None:
     HTTPSConnection = http.client.HTTPSConnection
     current = capture._active_get
     counting_reader = CountingReader.wrap
+    chunked_reader = ChunkedCountingReader.wrap
     scope = capture.scope
 
     def make_putrequest(original):
@@ -165,7 +166,7 @@ def install(patches) -> None:
                                 owner.dest_ip, owner.dest_port = peer["dest_ip"], peer["dest_port"]
                             owner.src_ip, owner.src_port = peer["src_ip"], peer["src_port"]
                     if response.fp is not None:
-                        response.fp = counting_reader(response.fp, owner)
+                        response.fp = (chunked_reader if response.chunked else counting_reader)(response.fp, owner)
                 except Exception:
                     capture.counters["errors.capture"] += 1
                 return response
@@ -183,7 +184,7 @@ def install(patches) -> None:
                 call.status = response.status
                 call.resp_headers = response.getheaders()
                 if response.fp is not None:
-                    response.fp = CountingReader(response.fp, call)
+                    response.fp = (chunked_reader if response.chunked else CountingReader.wrap)(response.fp, call)
             except Exception:
                 capture.counters["errors.capture"] += 1
             capture.end(call)
