@@ -166,3 +166,17 @@ def test_the_dashboard_shows_the_newest_check_and_an_auditor_re_checks_at_once(t
         assert 'class="verdict alarm"' in page and 'data-rule="chain"' in page
     finally:
         server.stop()
+
+
+def test_a_big_journal_is_re_checked_when_asked_and_the_report_says_so(sqlite_dsn, monkeypatch):
+    """By default `report` re-checks journals of up to AUTO_ROWS rows (about a second); above it
+    the verdict comes at rollup speed, and says the chain was not re-checked and how to."""
+    store = open_store(sqlite_dsn)
+    store.append([provider_call() for _ in range(6)])
+    store.close()
+    monkeypatch.setattr(integrity, "AUTO_ROWS", 5)
+    code, data = report(sqlite_dsn)
+    line = next(x for x in data["lines"] if x["rule"] == "chain_not_checked")
+    assert code == 0 and data["chain"]["checked"] is False and "report --verify" in line["message"]
+    code, data = report(sqlite_dsn, "--verify")
+    assert data["chain"]["checked"] and data["chain"]["rows_checked"] == 6
