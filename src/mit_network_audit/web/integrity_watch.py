@@ -38,8 +38,11 @@ class IntegrityWatch:
                 self._thread = threading.Thread(target=self._loop, name="mna-integrity-watch", daemon=True)
         if first:
             try:
-                if (store.max_seq() or 0) <= INLINE_MAX_ROWS:
+                rows = store.max_seq() or 0
+                if rows <= INLINE_MAX_ROWS:
                     self.check_now()
+                else:
+                    self.progress = {"done": 0, "total": rows}  # the page says a check is under way
             except Exception:  # the page still answers (it says the chain was not checked)
                 pass
             self._thread.start()
