@@ -32,11 +32,16 @@ def install(patches) -> None:
                     call.add_request_body(body)
                 elif body is not None:
                     counted = counting_body(body, call)
-                    if data is not None:
-                        data = counted
-                    elif counted is not body:  # not through the setter: it would drop Content-Length
-                        swapped = fullurl
-                        fullurl._data = counted
+                    if counted is not body:
+                        if isinstance(fullurl, str):
+                            data = counted  # urlopen builds its own Request around it
+                        else:
+                            if data is not None:  # what open() would do first, with the caller's object
+                                fullurl.data, data = data, None
+                            # then the counting proxy, not through the setter (it drops Content-Length);
+                            # the caller's object is put back after the call
+                            swapped = fullurl
+                            fullurl._data = counted
                 if not isinstance(fullurl, str):
                     call.req_headers = list(fullurl.header_items())
             except Exception:
