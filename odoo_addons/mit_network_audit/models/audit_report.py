@@ -22,45 +22,47 @@ class AuditReport(models.AbstractModel):
         return load_signing_key(self._param("key_path") or None)
 
     @api.model
-    def get_trust_report(self, days=7, verify_chain=True):
-        """The verdict with its evidence lines (each naming chain_seq rows) for the OWL client action."""
+    def get_trust_report(self, days=7, verify_chain=None):
+        """The verdict with its evidence lines (each naming chain_seq rows) for the OWL client action.
+
+        ``verify_chain``: re-check the whole chain, the checkpoints and the rollup first (True), never
+        (False), or, by default, when the journal is small enough to do it at once
+        (``report.integrity.AUTO_ROWS``, as ``mit-network-audit report`` does); the report says when
+        it did not.  The Audit Log's Verify re-checks a journal of any size."""
         if not self.env.user.has_group("mit_network_audit.group_user"):
             raise AccessError(_("Network Audit: the Trust Report needs the Network Audit / User group."))
-        from mit_network_audit.journal.checkpoint import verify_trust
-        from mit_network_audit.journal.verify import verify
+        from mit_network_audit.report import integrity
         from mit_network_audit.report.trust import build_report
 
         store = self.env["network.egress.component"]._open_store()
         try:
             now_us = time.time_ns() // 1000
-            result = verify(store) if verify_chain else None
-            try:
-                checks = verify_trust(
+            rows = store.max_seq()
+            run = verify_chain if verify_chain is not None else rows <= integrity.AUTO_ROWS
+            checked = (
+                integrity.check(
                     store,
                     witness_path=self._param("witness_path") or None,
                     key_path=self._param("key_path") or None,
                 )
-            except Exception as exc:  # no key configured yet: a review, not a crash
-                checks = [
-                    {
-                        "name": "checkpoint",
-                        "ok": True,
-                        "level": "review",
-                        "message": f"checkpoints not checked: {type(exc).__name__}",
-                    }
-                ]
+                if run
+                else None
+            )
+            pending = None
+            if checked is None and verify_chain is None:
+                pending = integrity.not_checked_message(rows, "Network Audit → Audit Log → Verify")
             report = build_report(
                 store,
                 now_us - int(days) * 86_400_000_000,
                 now_us=now_us,
-                verify_result=result,
-                trust_checks=checks,
+                integrity=checked,
+                chain_pending=pending,
             )
         finally:
             store.close()
         data = report.as_dict()
-        data["checks"] = checks
-        data["chain_ok"] = None if result is None else bool(result.ok)
+        data["checks"] = list(checked.checks) if checked is not None else []
+        data["chain_ok"] = None if checked is None else bool(checked.chain.ok)
         return data
 
     @api.model

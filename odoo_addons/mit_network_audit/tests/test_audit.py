@@ -136,6 +136,25 @@ class TestEgressAttribution(TransactionCase, _AuditCase):
         for line in report["lines"]:
             self.assertIn(line["level"], ("alarm", "review", "info"))
 
+    def test_trust_report_rechecks_a_small_journal_and_says_when_it_did_not(self):
+        """As `mit-network-audit report`: the chain is re-checked at once up to AUTO_ROWS rows; above,
+        the report says it was not and where to do it, and verify_chain=True re-checks at any size."""
+        from unittest import mock
+
+        from mit_network_audit.report import integrity
+
+        self._ready()
+        model = self.env["network.audit.report"]
+        with mock.patch.object(integrity, "AUTO_ROWS", 0):
+            report = model.get_trust_report(days=1)
+            self.assertIsNone(report["chain_ok"], report)
+            line = next(x for x in report["lines"] if x["rule"] == "chain_not_checked")
+            self.assertIn("Audit Log", line["message"])
+            self.assertFalse(report["chain"]["checked"])
+            report = model.get_trust_report(days=1, verify_chain=True)
+        self.assertTrue(report["chain_ok"], report)
+        self.assertTrue(report["chain"]["checked"] and report["chain"]["rows_checked"] > 0, report)
+
     def test_components_seeded(self):
         self.assertTrue(self.env["network.egress.component"].search_count([("seeded", "=", True)]))
 

@@ -53,10 +53,7 @@ def report(dsn, since, until, fmt, run_verify, catalogues):
             checked = integrity.check(store, progress)
     pending = None
     if checked is None and run_verify is None:
-        pending = (f"the hash chain was not re-checked for this report: {rows:,} rows is over the "
-                   f"{integrity.AUTO_ROWS:,} re-checked by default (~{max(1, rows // 200_000)} s more on 2 cores); "
-                   "the verdict covers what the rows say, not whether they were changed — "
-                   "`report --verify`, or `mit-network-audit verify`")
+        pending = integrity.not_checked_message(rows, "`report --verify`, or `mit-network-audit verify`")
     rep = build_report(store, parse_time_us(since), parse_time_us(until),
                        catalogue=load_catalogue(catalogues), integrity=checked, chain_pending=pending)
     if fmt == "json":

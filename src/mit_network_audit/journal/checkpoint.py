@@ -16,7 +16,8 @@ the RFC 9162 consistency proof from the checkpoint before it.  One signer per jo
 (``pg_try_advisory_lock`` / a file lock).  The signer refuses to sign a tree that does not extend
 the previous checkpoint, so a rewritten journal can never be blessed after the fact.
 
-``verify_trust(store)`` (called by ``mit-network-audit verify`` through ``verify_checks``) checks the
+``verify_trust(store)`` (called by ``mit-network-audit verify`` and the Trust Report through
+``report.integrity.further_checks``) checks the
 journal against the newest checkpoint (size, root, head) and every checkpoint against the one
 before it, trusting the witness file over the database copies.
 """
@@ -748,11 +749,3 @@ def verify_trust(store, *, verifier: Verifier | None = None, witness_path: str |
             checks.append(_check("retention anchor", True, f"rows 1..{low - 1:,} removed by the retention vacuum "
                                  f"(anchor at chain_seq {anchor['anchor_seq']})"))
     return checks
-
-
-def verify_checks(store) -> list[dict]:
-    """Hook for `mit-network-audit verify` (cli/journal_cmds.py); never raises."""
-    try:
-        return verify_trust(store)
-    except Exception as exc:  # a broken witness or table must show up as a failed check, not a crash
-        return [_check("checkpoints", False, f"checkpoint verification failed: {type(exc).__name__}: {exc}")]
