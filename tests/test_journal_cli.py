@@ -88,3 +88,29 @@ def test_help_texts_name_the_dsn_forms():
     for cmd in ("log", "show", "verify"):
         code, out = run(cmd, "--help")
         assert code == 0 and "sqlite:///" in out and "postgresql://" in out
+
+
+def test_follow_prints_in_order_and_skips_nothing_however_fast_rows_come(sqlite_dsn):
+    """`log --follow` reads like tail -f: the last rows oldest first, then every new row in chain
+    order — also when more rows arrive between two polls than one query returns."""
+    import subprocess
+    import sys
+    import time
+
+    dsn = filled(sqlite_dsn)
+    proc = subprocess.Popen([sys.executable, "-m", "mit_network_audit.cli", "log", "--db", dsn, "--follow",
+                             "--format", "jsonl", "--limit", "2"], stdout=subprocess.PIPE, text=True)
+    try:
+        seen = [json.loads(proc.stdout.readline())["chain_seq"] for _ in range(2)]
+        store = open_store(dsn)
+        for _ in range(3):  # 2,400 rows between polls: more than one window of 1,000
+            store.append([outbound("api.acme.example") for _ in range(800)])
+        store.close()
+        deadline = time.time() + 60
+        while len(seen) < 2 + 2400:
+            assert time.time() < deadline, len(seen)
+            seen.append(json.loads(proc.stdout.readline())["chain_seq"])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert seen == list(range(2, 4 + 2400))  # filled() wrote 1..3: the last two, then 4..2403

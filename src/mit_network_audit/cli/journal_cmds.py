@@ -61,21 +61,29 @@ def log(dsn, direction, channel, host, addon, vendor_bound, outcome, since, unti
     store = open_or_exit(dsn)
     flt = RowFilter(direction=direction, channel=channel, host=host, addon=addon, vendor_bound=vendor_bound,
                     outcome=outcome, since_us=parse_time_us(since), until_us=parse_time_us(until), text=text)
-    rows = store.rows(flt, limit=limit)
     console = Console(width=None if sys.stdout.isatty() else 160)
-    _print(rows, fmt, console)
     if not follow:
+        _print(store.rows(flt, limit=limit), fmt, console)
         return
-    last = rows[0].chain_seq if rows else 0
+    # Following reads like `tail -f`: oldest first, then every new row in order, none skipped however
+    # fast they come (chain_seq is gapless: each pass reads the next window of seqs, filtered).
+    last = store.max_seq()
+    _print(store.rows(flt, before_seq=last + 1, limit=limit)[::-1], fmt, console)
     try:
         while True:
+            head = store.max_seq()
+            while last < head:
+                window = min(head, last + FOLLOW_WINDOW)
+                new = store.rows(flt, after_seq=last, before_seq=window + 1, limit=FOLLOW_WINDOW)
+                if new:
+                    _print(new[::-1], fmt, console)
+                last = window
             time.sleep(1.0)
-            new = [r for r in store.rows(flt, limit=1000) if r.chain_seq > last]
-            if new:
-                _print(new, "jsonl" if fmt == "jsonl" else fmt, console)
-                last = new[0].chain_seq
     except KeyboardInterrupt:
         pass
+
+
+FOLLOW_WINDOW = 1000
 
 
 def _print(rows, fmt, console) -> None:
