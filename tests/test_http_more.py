@@ -2,6 +2,7 @@
 async libraries, attribution cross-talk between threads and tasks, streamed bodies closed early."""
 
 import asyncio
+import io
 import json
 import threading
 
@@ -219,9 +220,17 @@ def _upload_shapes(tmp_path):
     payload = b"customer-list;" * 700  # 9,800 bytes, over a licence component's max_request_bytes
     path = tmp_path / "upload.bin"
     path.write_bytes(payload)
+    class Reader:  # read() and nothing else: no length, no fileno (a pipe, a decrypting stream)
+        def __init__(self):
+            self.raw = io.BytesIO(payload)
+
+        def read(self, n=-1):
+            return self.raw.read(n)
+
     return payload, {
         "generator": lambda: (payload[i:i + 1000] for i in range(0, len(payload), 1000)),
         "file": lambda: open(path, "rb"),
+        "reader": Reader,
     }
 
 
@@ -279,6 +288,8 @@ def test_streamed_uploads_are_counted_on_every_channel(sink, http_server, tmp_pa
     }
     for shape, make in shapes.items():
         for name, send in senders.items():
+            if shape == "reader" and name == "httpx":
+                continue  # httpx takes bytes, iterables and files with __iter__, not a bare read()
             sink.events.clear()
             EchoHandler.bodies.clear()
             send(make())

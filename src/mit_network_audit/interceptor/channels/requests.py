@@ -8,7 +8,7 @@ stay in its row.  The body is counted by http.client's counting proxy as the cal
 from __future__ import annotations
 
 from .. import capture
-from ._body import CountingIterable
+from ._body import CountingFile, CountingIterable
 
 NAME = "requests"
 TARGET = "requests.adapters"
@@ -27,6 +27,7 @@ def install(patches) -> None:
             call = begin(NAME)
             if call is None:
                 return original(self, request, stream, timeout, verify, cert, proxies)
+            wrapped = None  # the caller's file-like body while a counting proxy stands in for it
             try:
                 call.method = request.method
                 call.url = request.url
@@ -40,6 +41,10 @@ def install(patches) -> None:
                     call.add_request_body(body.encode("utf-8") if isinstance(body, str) else body)
                 elif not hasattr(body, "read") and hasattr(body, "__iter__"):
                     request.body = CountingIterable(body, call)
+                elif hasattr(body, "read"):
+                    # counted as urllib3 reads it: a file-like with no length (a pipe, a reader object)
+                    # goes out chunked, and its declared length would be 0; put back after the send
+                    request.body, wrapped = CountingFile(body, call), body
                 else:
                     call.req_bytes += _length(body)
             except Exception:
@@ -47,8 +52,12 @@ def install(patches) -> None:
             try:
                 response = original(self, request, stream, timeout, verify, cert, proxies)
             except BaseException as exc:
+                if wrapped is not None:
+                    request.body = wrapped
                 capture.end(call, exc)
                 raise
+            if wrapped is not None:  # the body is sent before send() returns
+                request.body = wrapped
             try:
                 call.status = response.status_code
                 headers = response.headers
