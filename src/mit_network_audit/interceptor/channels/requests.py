@@ -8,7 +8,7 @@ stay in its row.  The body is counted by http.client's counting proxy as the cal
 from __future__ import annotations
 
 from .. import capture
-from ._body import CountingFile, CountingIterable
+from ._body import counting_body
 
 NAME = "requests"
 TARGET = "requests.adapters"
@@ -27,7 +27,7 @@ def install(patches) -> None:
             call = begin(NAME)
             if call is None:
                 return original(self, request, stream, timeout, verify, cert, proxies)
-            wrapped = None  # the caller's file-like body while a counting proxy stands in for it
+            wrapped = None  # the caller's body while a counting proxy stands in for it
             try:
                 call.method = request.method
                 call.url = request.url
@@ -39,14 +39,12 @@ def install(patches) -> None:
                     pass
                 elif isinstance(body, _TEXT):
                     call.add_request_body(body.encode("utf-8") if isinstance(body, str) else body)
-                elif not hasattr(body, "read") and hasattr(body, "__iter__"):
-                    request.body = CountingIterable(body, call)
-                elif hasattr(body, "read"):
-                    # counted as urllib3 reads it: a file-like with no length (a pipe, a reader object)
-                    # goes out chunked, and its declared length would be 0; put back after the send
-                    request.body, wrapped = CountingFile(body, call), body
                 else:
-                    call.req_bytes += _length(body)
+                    # a buffer, a file-like or an iterable of chunks: counted as urllib3 sends it (a reader
+                    # with no length goes out chunked); a counting proxy stands in, put back after the send
+                    counted = counting_body(body, call)
+                    if counted is not body:
+                        request.body, wrapped = counted, body
             except Exception:
                 capture.counters["errors.capture"] += 1
             try:
@@ -84,11 +82,3 @@ def _pairs(headers) -> list:
         return list(store.values())
     return list(headers.items())
 
-
-def _length(body) -> int:
-    try:
-        from requests.utils import super_len
-
-        return int(super_len(body) or 0)
-    except Exception:
-        return 0
