@@ -100,7 +100,6 @@ class CountingReader:
         return iter(self.readline, b"")
 
 
-
 class ChunkedCountingReader(CountingReader):
     """A chunked response (``Transfer-Encoding: chunked``): the reader sees the framing too (size
     lines, CRLFs, trailer), read by http.client or by urllib3 in its own way.  Every byte passes here

@@ -8,8 +8,7 @@ from __future__ import annotations
 import importlib
 
 from .. import capture
-from ..inbound.wsgi import AuditWSGIMiddleware
-from .uvicorn_app import app_name_of
+from ..inbound.wsgi import AuditWSGIMiddleware, app_name_of
 
 NAME = "wsgi"
 TARGET = "gunicorn.workers.base"

@@ -9,16 +9,10 @@ import importlib
 
 from .. import capture
 from ..inbound.asgi import AuditASGIMiddleware
+from ..inbound.wsgi import app_name_of
 
 NAME = "asgi"  # the rows are the middleware's, disabled with it
 TARGET = "uvicorn.config"
-
-
-def app_name_of(target) -> str | None:
-    """``"pkg.module:attr"`` -> ``"pkg"``; an app object -> None (the middleware names it)."""
-    if not isinstance(target, str):
-        return None
-    return target.split(":", 1)[0].split(".", 1)[0] or None
 
 
 def install(patches) -> None:

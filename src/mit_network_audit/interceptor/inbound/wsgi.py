@@ -35,6 +35,14 @@ def _owner_of(app, app_name: str | None) -> Owner:
     return Owner(name, None, f"{name}:0 in {getattr(app, '__name__', type(app).__name__)}", ())
 
 
+def app_name_of(target) -> str | None:
+    """A server's import string ``"pkg.module:attr"`` -> ``"pkg"`` (an app_name); an app object ->
+    None (``_owner_of`` names it)."""
+    if not isinstance(target, str):
+        return None
+    return target.split(":", 1)[0].split(".", 1)[0] or None
+
+
 class _ClosingIterable:
     """Counts the response body and emits the row when the server closes the iterable."""
 
