@@ -432,9 +432,11 @@ def reconcile(server: Server, provider: Provider, dsn: str) -> dict:
     unexpected = 0
     seqs = [r[0] for r in rows]
     backwards = sum(1 for a, b in zip(rows, rows[1:], strict=False) if b[7] < a[7])
-    for _seq, pid, direction, _channel, method, port, detail, _t, _addon in rows:
+    for _seq, pid, direction, channel, method, port, detail, _t, _addon in rows:
         if direction == "inbound":
-            per[pid]["in"] += 1
+            # a socket row is a TCP connection no request claimed (one accepted while a worker shut down,
+            # a probe): a fact of its own, not a request served
+            per[pid]["in" if channel != "socket" else "in_connections"] += 1
         elif direction == "outbound":
             if port == provider.port:
                 per[pid]["out"] += 1
@@ -461,6 +463,7 @@ def reconcile(server: Server, provider: Provider, dsn: str) -> dict:
             "provider": want_out,
             "in_rows": got_in,
             "out_rows": got_out,
+            "bare_connections": per[pid]["in_connections"],
             "gap_lost": gap_lost[pid],
             "gap_in_flight": gap_in_flight[pid],
             "sink_raised": raised,

@@ -8,6 +8,7 @@ import threading
 import pytest
 
 import mit_network_audit as mna
+from faults_support import install_hostile
 from mit_network_audit.interceptor import capture
 from mit_network_audit.interceptor.redaction import DefaultRedaction
 
@@ -99,15 +100,7 @@ def test_error_outcome_keeps_class_not_message(sink):
 
 
 def test_fail_open_when_every_collaborator_raises():
-    class Boom:
-        def __getattr__(self, name):
-            raise RuntimeError("boom")
-
-    class BoomSink:
-        def emit(self, event):
-            raise RuntimeError("sink down")
-
-    mna.install(sink=BoomSink(), attributor=Boom(), redaction=Boom(), classifier=Boom())
+    install_hostile()
     try:
         before = dict(mna.stats())
         call = fake_call()

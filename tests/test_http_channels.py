@@ -12,6 +12,7 @@ import urllib3
 
 import mit_network_audit as mna
 from acme_connector import client
+from faults_support import Boom, BoomSink
 
 CANARY = "CANARYx9Q7zK2mW4vB8nT6"  # token-like: must never reach an event
 
@@ -108,16 +109,6 @@ def test_canary_never_in_any_event(sink, http_server):
     dumped = json.dumps([e.as_dict() for e in sink.events])
     assert CANARY not in dumped
     assert "/api/:token/items" in dumped and '"key"' in dumped
-
-
-class Boom:
-    def __getattr__(self, name):
-        raise RuntimeError("boom")
-
-
-class BoomSink:
-    def emit(self, event):
-        raise RuntimeError("sink down")
 
 
 @pytest.mark.parametrize("faulty", ["attributor", "redaction", "sink", "classifier"])

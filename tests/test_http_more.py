@@ -15,6 +15,7 @@ from requests.adapters import HTTPAdapter
 
 import mit_network_audit as mna
 from acme_connector import async_clients, client
+from faults_support import Boom, BoomSink
 
 CANARY = "CANARYq3Lp8Zr5Tw1Xc7Vb"
 
@@ -107,16 +108,6 @@ def test_canary_never_in_httpx_or_aiohttp_events(sink, http_server):
     assert len(outbound(sink)) == 3
     dumped = json.dumps([e.as_dict() for e in sink.events])
     assert CANARY not in dumped and '"key"' in dumped
-
-
-class Boom:
-    def __getattr__(self, name):
-        raise RuntimeError("boom")
-
-
-class BoomSink:
-    def emit(self, event):
-        raise RuntimeError("sink down")
 
 
 @pytest.mark.parametrize("faulty", ["attributor", "redaction", "sink"])

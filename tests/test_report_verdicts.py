@@ -143,3 +143,27 @@ def test_demo_end_to_end_raises_the_alarm(tmp_path):
     assert evidence.addon == "crm_export_plus" and evidence.vendor_bound and evidence.req_bytes > 2048
     addons = {r.event.addon for r in store.rows(limit=1000)}
     assert {"mit_licence", "llm_assistant", "acme_mail_sync", "crm_export_plus", "demo_shop"} <= addons
+
+
+def test_inbound_connections_are_counted_apart_from_requests(tmp_path):
+    """The socket backstop's inbound rows (a listener no HTTP layer covers) are connections, per module that
+    opened the listener; they raise no rule of their own and are said in the rendered report."""
+    from rich.console import Console
+
+    from mit_network_audit.report.render import render
+
+    served = row(direction="inbound", channel="wsgi", method="GET", host="shop.example", addon="shop",
+                 dest_class="local", component=None, req_bytes=10, resp_bytes=2000)
+    accepted = [row(direction="inbound", channel="socket", method=None, protocol="tcp", host="127.0.0.1",
+                    addon="acme_connector", dest_class="local", component=None, req_bytes=40, resp_bytes=7)
+                for _ in range(3)]
+    rep = report_for(f"sqlite:///{tmp_path}/in.db", [served, *accepted])
+    inbound = rep.summary["inbound"]
+    assert (inbound["requests"], inbound["connections"]) == (1, 3)
+    assert inbound["listeners"] == {"acme_connector": {"connections": 3, "req_bytes": 120}}
+    assert rep.summary["totals"]["inbound"] == 4 and rep.verdict == "all_clear"
+    console = Console(record=True, width=200)
+    render(rep, console)
+    text = console.export_text()
+    assert "Inbound: 1 request(s) served." in text
+    assert "3 TCP connection(s) accepted outside any HTTP layer, on listeners opened by acme_connector (3)" in text

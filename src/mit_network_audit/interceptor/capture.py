@@ -91,6 +91,8 @@ class Call:
     _token = None
     tap_state = None
     _src_sock = None  # a socket whose local address is still to be read (see channels/socket.py)
+    inbound_peer = None  # an accepted connection's client address, until an HTTP layer claims it
+    inbound_sock = None
 
     def __init__(self, channel: str, direction: str) -> None:
         self.channel = channel
@@ -169,6 +171,16 @@ def release(call: Call) -> None:
             finish(call)
     except Exception:
         counters["errors.capture"] += 1
+
+
+def discard(call: Call) -> None:
+    """A call that will never be a row of its own (an inner layer's record covers it): done, not
+    emitted, and counted as finished (a parent reading this process's counts sees no loss)."""
+    if call._done:
+        return
+    call._done = True
+    _flight[6] += 1  # H_FINISHED
+    _pending.discard(call)
 
 
 def _new_fingerprint(call: Call):

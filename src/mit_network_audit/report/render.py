@@ -52,4 +52,8 @@ def render(report: Report, console: Console) -> None:
     inbound = report.summary["inbound"]
     if inbound["requests"]:
         console.print(f"Inbound: {inbound['requests']:,} request(s) served.", highlight=False)
+    if inbound.get("connections"):
+        owners = ", ".join(f"{addon} ({info['connections']:,})" for addon, info in sorted(inbound["listeners"].items()))
+        console.print(f"Inbound: {inbound['connections']:,} TCP connection(s) accepted outside any HTTP layer, "
+                      f"on listeners opened by {owners}.", highlight=False)
     console.print(Panel.fit("exit status: 0 all clear · 1 review · 2 alarm", style="dim"))

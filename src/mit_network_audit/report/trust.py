@@ -468,10 +468,18 @@ def _summary(groups: list[dict]) -> dict:
     """The two buckets: what went to the vendor, and everything else — per module."""
     vendor: dict[str, dict] = {}
     other: dict[str, dict] = {}
-    inbound = {"requests": 0, "req_bytes": 0, "resp_bytes": 0}
+    # requests: rows of an inbound HTTP layer; connections: TCP connections accepted with no HTTP layer's
+    # request on them (the socket backstop), per module that opened the listener
+    inbound = {"requests": 0, "connections": 0, "req_bytes": 0, "resp_bytes": 0, "listeners": {}}
     for g in groups:
         if g["direction"] == "inbound":
-            inbound["requests"] += int(g["n"])
+            if g["channel"] == "socket":
+                inbound["connections"] += int(g["n"])
+                owner = inbound["listeners"].setdefault(g["addon"] or "(unknown)", {"connections": 0, "req_bytes": 0})
+                owner["connections"] += int(g["n"])
+                owner["req_bytes"] += int(g["req_bytes"])
+            else:
+                inbound["requests"] += int(g["n"])
             inbound["req_bytes"] += int(g["req_bytes"])
             inbound["resp_bytes"] += int(g["resp_bytes"])
             continue
@@ -504,6 +512,6 @@ def _summary(groups: list[dict]) -> dict:
         "inbound": inbound,
         "totals": {
             "calls": sum(int(g["n"]) for g in groups if g["direction"] == "outbound"),
-            "inbound": inbound["requests"],
+            "inbound": inbound["requests"] + inbound["connections"],
         },
     }

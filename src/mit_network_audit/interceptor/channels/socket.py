@@ -1,9 +1,17 @@
-"""The socket backstop: every TCP connect (and first UDP sendto) the process makes in Python.
+"""The socket backstop: every TCP connect (and first UDP sendto) the process makes in Python, and
+every TCP connection it accepts.
 
 Under an outer layer (an HTTP library, a mail session) a connect only enriches that layer's row
 with the peer address.  A raw socket — code that bypasses every library we know — gets its own
 ``socket`` row, with the bytes sent and received on it, emitted when the socket is closed or
 collected (or at exit).  Unix-domain sockets are not network traffic: only counted.
+
+Inbound the same way: a connection ``accept()`` returns gets an ``inbound`` ``socket`` row (client
+address, local address, bytes both ways), owned by the module that made the socket listen — a raw
+TCP server, or a listener a module opened for itself, is seen like any other call.  A connection
+that carries requests an inbound HTTP layer records (the WSGI/ASGI middleware) is that layer's: its
+first request claims the connection (``claim_inbound``, by the client's address) and the
+connection's own row is dropped, so a request served is one row, as outbound.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import _socket
 import errno
 import inspect
 import socket
+import sys
 import threading
 import types
 import weakref
@@ -88,9 +97,93 @@ def _enrich_connected(call, sock, address) -> None:
         pass
 
 
+def release(call) -> None:
+    """A tracked socket closed: its row is finished (an accepted one is no longer claimable)."""
+    if call.inbound_peer is not None and _inbound.get(call.inbound_peer) is call:
+        del _inbound[call.inbound_peer]
+    capture.release(call)
+
+
 def _forget(key, call) -> None:
     if _tracked.pop(key, None) is not None:
-        capture.release(call)
+        release(call)
+
+
+# -- inbound ---------------------------------------------------------------------------------------
+# Accepted connections not claimed yet: (client ip, client port) -> Call.  The Call keeps a weak
+# reference to its socket (to stop counting once claimed) and the local port (the fallback claim).
+_inbound: dict[tuple, capture.Call] = {}
+# Listening sockets -> the Owner of the code that made them listen (an asyncio server accepts from
+# the event loop's frames, which name no module).
+_listener_owner: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_INET = (socket.AF_INET, getattr(socket, "AF_INET6", socket.AF_INET))
+
+
+def _attribute(frame):
+    attributor = capture.runtime.attributor
+    if attributor is None or frame is None:
+        return None
+    try:
+        return attributor.attribute(frame)
+    except Exception:
+        capture.counters["errors.attribution"] += 1
+        return None
+
+
+def start_inbound_row(listener, conn, address, frame) -> None:
+    """A row for a connection ``accept()`` returned; finished when it closes, unless claimed."""
+    try:
+        family = conn.family
+    except OSError:
+        return
+    if family not in _INET:
+        capture.counters["socket.unix"] += 1
+        return
+    call = capture.begin(NAME, "inbound", activate=False, protocol="tcp")
+    if call is None:
+        return
+    peer_ip, peer_port = _address(address)
+    call.src_ip, call.src_port = peer_ip, peer_port
+    try:
+        local = conn.getsockname()
+        call.dest_ip = call.host = local[0]
+        call.dest_port = call.port = local[1]
+    except (OSError, TypeError, IndexError):
+        pass
+    owner = _listener_owner.get(listener)
+    call.owner = owner if owner is not None else _attribute(frame)
+    call.inbound_peer = (peer_ip, peer_port)
+    call.inbound_sock = weakref.ref(conn)
+    _inbound[call.inbound_peer] = call
+    if len(_inbound) > 4096:  # connections closed behind our back (os.close of the fd): forget them
+        for peer, stale in list(_inbound.items())[:1024]:
+            if stale._done:
+                _inbound.pop(peer, None)
+    _track(conn, call)
+
+
+def claim_inbound(peer_ip, peer_port, local_port=None) -> None:
+    """An inbound HTTP layer serves a request that arrived from (peer_ip, peer_port): the accepted
+    connection's row, if it has one, is that layer's now and is dropped.  Without the client's port
+    (wsgiref's environ has none) the oldest unclaimed connection from that address to ``local_port``
+    is taken.  Never raises."""
+    try:
+        call = _inbound.pop((peer_ip, peer_port), None) if peer_port else None
+        if call is None and peer_ip and local_port and not peer_port:
+            for key, candidate in list(_inbound.items()):
+                if key[0] == peer_ip and candidate.dest_port == local_port:
+                    call = _inbound.pop(key, None)
+                    break
+        if call is None:
+            return
+        capture.discard(call)
+        sock = call.inbound_sock()
+        cls = type(sock)
+        if sock is not None and cls in _counting_classes.values():
+            _tracked.pop(id(sock), None)
+            sock.__class__ = cls.__mro__[1]  # back to its own class: send/recv at C speed again
+    except Exception:
+        capture.counters["errors.capture"] += 1
 
 
 def start_raw_row(sock, address, channel: str = NAME):
@@ -159,7 +252,10 @@ def _counting_class(base: type) -> type:
                     )
                 )
                 if sent:
-                    call.req_bytes += n if result is not None else len(args[0]) if args else 0
+                    n = n if result is not None else len(args[0]) if args else 0
+                # a request is what the other side sends: an accepted connection's recv is its request
+                if sent is (call.inbound_peer is None):
+                    call.req_bytes += n
                 else:
                     call.resp_bytes += n
             return result
@@ -174,7 +270,10 @@ def _counting_class(base: type) -> type:
             result = original(self, data, *args)
             call = _tracked.get(id(self))
             if call is not None:
-                call.req_bytes += len(data)
+                if call.inbound_peer is None:
+                    call.req_bytes += len(data)
+                else:
+                    call.resp_bytes += len(data)
             return result
 
         return sendall
@@ -188,7 +287,7 @@ def _counting_class(base: type) -> type:
                 return original(self)
             finally:
                 if call is not None:
-                    capture.release(call)
+                    release(call)
 
         close.__name__ = close.__qualname__ = name
         return close
@@ -249,6 +348,7 @@ def install(patches) -> None:
                 result = original(self, address)
             except (BlockingIOError, InterruptedError):
                 if call is not None:  # non-blocking connect in progress (asyncio): still ours
+                    _enrich_connected(call, self, address)  # the local port is bound already
                     _track(self, call)
                 raise
             except BaseException as exc:
@@ -295,12 +395,41 @@ def install(patches) -> None:
 
         return sendto
 
+    def make_listen(original):
+        def listen(self, *args):
+            result = original(self, *args)
+            if rt.active and not suppressed_get():
+                try:
+                    owner = _attribute(sys._getframe(1))
+                    if owner is not None:
+                        _listener_owner[self] = owner
+                except Exception:
+                    capture.counters["errors.attribution"] += 1
+            return result
+
+        return listen
+
+    def make_accept(original):
+        def accept(self):
+            conn, address = original(self)
+            if rt.active and not suppressed_get() and NAME not in rt.disabled and active_get() is None:
+                try:
+                    start_inbound_row(self, conn, address, sys._getframe(1))
+                except Exception:
+                    capture.counters["errors.capture"] += 1
+            return conn, address
+
+        return accept
+
     patches.wrap(cls, "connect", make_connect)
     patches.wrap(cls, "connect_ex", lambda o: make_connect(o, returns_errno=True))
     patches.wrap(cls, "sendto", make_sendto)
+    patches.wrap(cls, "listen", make_listen)
+    patches.wrap(cls, "accept", make_accept)
     # send/sendall/recv*/close/detach: not wrapped on the class; see _count_bytes_of().
 
 
 def uninstall() -> None:
     for key, call in list(_tracked.items()):
         _forget(key, call)
+    _inbound.clear()

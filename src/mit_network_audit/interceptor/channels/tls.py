@@ -56,7 +56,9 @@ def install(patches) -> None:
             if call is not None:
                 n = result if isinstance(result, int) else len(result) if isinstance(result, bytes) else 0
                 if sent:
-                    call.req_bytes += n if n or not args else len(args[0])
+                    n = n if n or not args else len(args[0])
+                if sent is (call.inbound_peer is None):  # an accepted connection's read is its request
+                    call.req_bytes += n
                 else:
                     call.resp_bytes += n
             return result
@@ -79,5 +81,5 @@ def _closing(original):
             return original(self)
         finally:
             if call is not None:
-                capture.release(call)
+                socket_channel.release(call)
     return close

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import capture
+from ..channels.socket import claim_inbound
 from .wsgi import OUTER_CALL, _owner_of
 
 NAME = "asgi"
@@ -84,6 +85,7 @@ class AuditASGIMiddleware:
             call.src_ip, call.src_port = client[0], client[1]
             call.req_headers = headers
             call.owner = self.owner
+            claim_inbound(client[0], client[1], server[1])  # the connection's row is this request's
             return call
         except Exception:
             capture.counters["errors.capture"] += 1

@@ -8,6 +8,7 @@ import inspect
 
 from .. import capture
 from ..attribution import Owner
+from ..channels.socket import claim_inbound
 from ..counting import RequestBodyCounter
 
 NAME = "wsgi"
@@ -137,6 +138,7 @@ def _begin(environ, owner):
             pass
         call.req_headers = [(k[5:].replace("_", "-"), v) for k, v in environ.items() if k.startswith("HTTP_")]
         call.owner = owner
+        claim_inbound(call.src_ip, call.src_port, call.port)  # the connection's row is this request's
         return call
     except Exception:
         capture.counters["errors.capture"] += 1
