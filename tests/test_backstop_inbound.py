@@ -78,6 +78,19 @@ def test_ipv6_and_a_bare_connection(sink):
     assert (ev.src_ip, ev.dest_ip, ev.dest_port, ev.req_bytes, ev.resp_bytes) == ("::1", "::1", port, 0, 0)
 
 
+def test_a_wildcard_listener_names_the_address_the_connection_reached(sink):
+    sock = listener.open_listener("0.0.0.0")
+    port = sock.getsockname()[1]
+    server = threading.Thread(target=listener.serve_one, args=(sock,))
+    server.start()
+    ping(port)
+    server.join(10)
+    close_listener(sock)
+    wait_for(lambda: inbound(sink))
+    (ev,) = inbound(sink)
+    assert (ev.dest_ip, ev.dest_port, ev.host) == ("127.0.0.1", port, "127.0.0.1")  # not 0.0.0.0
+
+
 def test_an_asyncio_server_is_owned_by_the_module_that_started_it(sink):
     async def main():
         server = await listener.start_asyncio_listener()
@@ -224,6 +237,28 @@ def test_tls_server_connection_row(sink, tmp_path):
     wait_for(lambda: inbound(sink))
     (ev,) = inbound(sink)
     assert (ev.protocol, ev.req_bytes, ev.resp_bytes) == ("tls", 4, len(b"pong:tls!"))  # application bytes
+
+
+def test_sockets_dropped_without_close_finish_their_rows_and_close_their_fds(sink):
+    """A raw or accepted socket nobody closes: collected, its row comes and its fd is closed (the
+    counting class's finalizer runs _socket's own, which closes a forgotten fd)."""
+    import gc
+    import os
+    import warnings
+
+    srv = listener.open_listener()
+    address = srv.getsockname()
+    fds = len(os.listdir("/proc/self/fd"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        for _ in range(50):
+            client = socket.create_connection(address)
+            conn, _ = srv.accept()
+            del client, conn  # never closed
+        gc.collect()
+    srv.close()
+    assert len(os.listdir("/proc/self/fd")) <= fds - 1  # every fd closed, the listener's too
+    assert len(inbound(sink)) == 50 and len([e for e in sink.events if e.direction == "outbound"]) == 50
 
 
 def test_fail_open_when_every_collaborator_raises():

@@ -113,9 +113,11 @@ def _forget(key, call) -> None:
 # Accepted connections not claimed yet: (client ip, client port) -> Call.  The Call keeps a weak
 # reference to its socket (to stop counting once claimed) and the local port (the fallback claim).
 _inbound: dict[tuple, capture.Call] = {}
-# Listening sockets -> the Owner of the code that made them listen (an asyncio server accepts from
-# the event loop's frames, which name no module).
-_listener_owner: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Listening sockets -> (the Owner of the code that made them listen, their local address unless it is
+# a wildcard).  The owner: an asyncio server accepts from the event loop's frames, which name no
+# module.  The address: a connection to a listener bound to one address needs no getsockname().
+_listeners: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 _INET = (socket.AF_INET, getattr(socket, "AF_INET6", socket.AF_INET))
 
 
@@ -144,13 +146,13 @@ def start_inbound_row(listener, conn, address, frame) -> None:
         return
     peer_ip, peer_port = _address(address)
     call.src_ip, call.src_port = peer_ip, peer_port
+    owner, local = _listeners.get(listener, (None, None))
     try:
-        local = conn.getsockname()
+        local = local or conn.getsockname()
         call.dest_ip = call.host = local[0]
         call.dest_port = call.port = local[1]
     except (OSError, TypeError, IndexError):
         pass
-    owner = _listener_owner.get(listener)
     call.owner = owner if owner is not None else _attribute(frame)
     call.inbound_peer = (peer_ip, peer_port)
     call.inbound_sock = weakref.ref(conn)
@@ -207,8 +209,8 @@ def _track(sock, call) -> None:
     key = id(sock)
     _tracked[key] = call
     call.hold()
-    weakref.finalize(sock, _forget, key, call)
-    _count_bytes_of(sock)
+    if not _count_bytes_of(sock):  # a counting class finishes the row when collected (its __del__)
+        weakref.finalize(sock, _forget, key, call)
     capture.end(call)  # the scope ends; the row waits for close (hold)
 
 
@@ -219,17 +221,21 @@ def _track(sock, call) -> None:
 _counting_classes: dict[type, type] = {}
 
 
-def _count_bytes_of(sock) -> None:
+def _count_bytes_of(sock) -> bool:
+    """Switch the socket to its counting class; False if it cannot be (the caller then needs a
+    weakref.finalize to finish the row when the socket is collected)."""
     cls = type(sock)
     if cls in _counting_classes.values():
-        return
+        return True
     try:
         counting = _counting_classes.get(cls)
         if counting is None:
             counting = _counting_classes[cls] = _counting_class(cls)
         sock.__class__ = counting
+        return True
     except Exception:  # an exotic socket class: the row still comes, without byte counts
         capture.counters["errors.socket_counting"] += 1
+        return False
 
 
 def _counting_class(base: type) -> type:
@@ -292,8 +298,24 @@ def _counting_class(base: type) -> type:
         close.__name__ = close.__qualname__ = name
         return close
 
+    base_finalizer = getattr(base, "__del__", None)  # _socket.socket's: it closes a forgotten fd
+
+    def collected(self):
+        # A socket dropped without close(): its row is finished now (a weakref.finalize per socket
+        # cost ~5 us at creation and again when called, on every raw and accepted socket).
+        try:
+            call = _tracked.pop(id(self), None)
+            if call is not None:
+                release(call)
+        except Exception:
+            pass
+        finally:
+            if base_finalizer is not None:
+                base_finalizer(self)
+
     namespace = {
         "__slots__": (),
+        "__del__": collected,
         "__module__": base.__module__,
         "__qualname__": base.__qualname__,
         "send": counting("send", True),
@@ -400,11 +422,12 @@ def install(patches) -> None:
             result = original(self, *args)
             if rt.active and not suppressed_get():
                 try:
-                    owner = _attribute(sys._getframe(1))
-                    if owner is not None:
-                        _listener_owner[self] = owner
+                    local = self.getsockname()
+                    if not isinstance(local, tuple) or local[0] in _WILDCARDS:
+                        local = None
+                    _listeners[self] = (_attribute(sys._getframe(1)), local)
                 except Exception:
-                    capture.counters["errors.attribution"] += 1
+                    capture.counters["errors.capture"] += 1
             return result
 
         return listen
