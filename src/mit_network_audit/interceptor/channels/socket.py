@@ -156,11 +156,7 @@ def start_inbound_row(listener, conn, address, frame) -> None:
     call.owner = owner if owner is not None else _attribute(frame)
     call.inbound_peer = (peer_ip, peer_port)
     call.inbound_sock = weakref.ref(conn)
-    _inbound[call.inbound_peer] = call
-    if len(_inbound) > 4096:  # connections closed behind our back (os.close of the fd): forget them
-        for peer, stale in list(_inbound.items())[:1024]:
-            if stale._done:
-                _inbound.pop(peer, None)
+    _inbound[call.inbound_peer] = call  # bounded by the open connections: close, __del__ or a claim removes it
     _track(conn, call)
 
 
