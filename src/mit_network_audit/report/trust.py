@@ -400,10 +400,14 @@ def _process_health(store, since_us: int, now_us: int, *, settings_changed: bool
         if last_kind != "stop" and now_us - last_us > SILENT_AFTER_US:
             silent.append((hostname, pid, last_seq))
         try:
-            for ch in json.loads(detail or "{}").get("disabled", ()):
-                disabled.setdefault(ch, []).append(last_seq)
+            facts = json.loads(detail or "{}")
         except ValueError:
-            pass
+            facts = {}
+        # any program can write a heartbeat: only a list of channel names is one
+        channels = facts.get("disabled") if isinstance(facts, dict) else None
+        for ch in channels if isinstance(channels, list) else ():
+            if isinstance(ch, str):
+                disabled.setdefault(ch, []).append(last_seq)
     if silent:
         lines.append(
             Line(
