@@ -40,3 +40,23 @@ def test_hostile_internal_row_details_do_not_break_pages(live):
     # the rows are still shown for what they are
     assert "ssl" in session.get(live.url + "/api/report").text  # the one well-formed channel name
     assert "&lt;b&gt;1&lt;/b&gt;" not in session.get(live.url + "/forensic").text  # no link to a row "<b>1</b>"
+
+
+def test_times_beyond_any_date_render(tmp_path):
+    """A row's times are integers the program chose: one far beyond year 9999 (or before year 1) once
+    made /log and /summary answer 500 for everyone, and its forensic record too."""
+    dsn = f"sqlite:///{tmp_path}/web.db"
+    store = open_store(dsn)
+    now = internal_event("x").logged_at_us
+    store.append([internal_event("x", direction="outbound", channel="requests", host="far.example",
+                                 logged_at_us=at, started_at_us=at) for at in (2**62, -(2**62), now)])
+    store.close()
+    server = LiveDashboard(dsn)
+    try:
+        session = server.login("auditor")
+        for route in ("/log", "/summary", "/summary?since=365d", "/report", "/row/1", "/row/2", "/log/groups"):
+            r = session.get(server.url + route)
+            assert r.status_code == 200, (route, r.status_code, r.text[:200])
+        assert f"{2**62} µs (no date)" in session.get(server.url + "/row/1").text
+    finally:
+        server.stop()

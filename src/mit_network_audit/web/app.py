@@ -48,7 +48,10 @@ class NeedLogin(Exception):
 def fmt_us(us) -> str:
     if us is None:
         return "—"
-    return datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (ValueError, OverflowError, OSError, TypeError):  # the audited program wrote the time: any integer
+        return f"{us} µs (no date)"
 
 
 def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
