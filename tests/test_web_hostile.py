@@ -60,3 +60,51 @@ def test_times_beyond_any_date_render(tmp_path):
         assert f"{2**62} µs (no date)" in session.get(server.url + "/row/1").text
     finally:
         server.stop()
+
+
+def test_rows_with_missing_fields_do_not_stop_the_rollup(tmp_path):
+    """The rollup's keys are NOT NULL: one row without a channel, direction, class, outcome, time or byte
+    counts (or a heartbeat without pid and hostname, a gap whose detail is not JSON) used to make every
+    catch-up fail, so the Trust Report, the Traffic Summary and the grouped log answered 500 from then on."""
+    dsn = f"sqlite:///{tmp_path}/web.db"
+    store = open_store(dsn)
+    outbound = {"direction": "outbound", "channel": "requests", "host": "h.example"}
+    store.append([internal_event("x", **{**outbound, **fields}) for fields in (
+        {"channel": None}, {"direction": None}, {"dest_class": None}, {"outcome": None}, {"logged_at_us": None},
+        {"req_bytes": None, "resp_bytes": None})]
+        + [internal_event("heartbeat", pid=None, hostname=None), internal_event("gap", detail="{not json"),
+           internal_event("gap", detail='{"lost": 3}')])
+    store.close()
+    server = LiveDashboard(dsn)
+    try:
+        session = server.login("auditor")
+        for route in ("/report", "/api/report", "/summary", "/log/groups", "/log/groups?by=channel", "/log"):
+            r = session.get(server.url + route)
+            assert r.status_code == 200, (route, r.status_code, r.text[:200])
+        lost = [line for line in session.get(server.url + "/api/report").json()["lines"] if line["rule"] == "events_lost"]
+        assert [line["count"] for line in lost] == [3]  # the well-formed gap row still counts
+    finally:
+        server.stop()
+
+
+def test_gap_rows_that_are_not_json_on_postgres():
+    """PostgreSQL parses a gap row's detail too (detail::json raised on '{not json' and stopped the rollup)."""
+    from mit_network_audit.report import rollup
+    from mit_network_audit.report.trust import build_report
+    from pg_support import scratch_database
+
+    with scratch_database("mna_web") as dsn:
+        if dsn is None:
+            pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+        store = open_store(dsn)
+        try:
+            store.append([internal_event("gap", detail=d) for d in (
+                "{not json", '{"lost": "many"}', '{"lost": 1e300}', '{"lost": 3, "reasons": ["queue_full"]}',
+                json.dumps({"in_doubt": 2, "lost": 4, "reasons": ["killed_by_signal"]}, sort_keys=True))]
+                + [internal_event("heartbeat", pid=None, hostname=None),
+                   internal_event("x", direction="outbound", channel=None, dest_class=None, outcome=None)])
+            rollup.catch_up(store)
+            lost = [line for line in build_report(store, 0).as_dict()["lines"] if line["rule"] == "events_lost"]
+            assert [line["count"] for line in lost] == [7]
+        finally:
+            store.close()

@@ -204,17 +204,20 @@ def _days_from_hours_sql() -> str:
 
 
 def _aggregate_sql(pg: bool) -> str:
+    # any program can write a gap row: a detail that is not JSON (or whose lost is no integer) counts 0,
+    # it must not stop the rollup (PostgreSQL 15 has no json test that cannot raise: a pattern instead)
     lost = (
-        "coalesce((detail::json->>'lost')::bigint, 0)"
+        """coalesce(substring(detail from '"lost"\\s*:\\s*(\\d{1,15})\\s*[,}]')::bigint, 0)"""
         if pg
-        else "coalesce(json_extract(detail, '$.lost'), 0)"
+        else "CASE WHEN json_valid(detail) THEN coalesce(json_extract(detail, '$.lost'), 0) ELSE 0 END"
     )
     p = "%s" if pg else "?"
     return f"""
         INSERT INTO mna_rollup_delta ({", ".join(COLUMNS)})
-        SELECT (logged_at_us / {HOUR_US}) * {HOUR_US}, direction, channel, coalesce(host, ''), coalesce(addon, ''),
-               dest_class, outcome, CASE WHEN vendor_bound THEN 1 ELSE 0 END, coalesce(component, ''),
-               coalesce(method, ''), count(*), sum(req_bytes), sum(resp_bytes), max(req_bytes),
+        SELECT (coalesce(logged_at_us, 0) / {HOUR_US}) * {HOUR_US}, coalesce(direction, ''), coalesce(channel, ''),
+               coalesce(host, ''), coalesce(addon, ''), coalesce(dest_class, ''), coalesce(outcome, ''),
+               CASE WHEN vendor_bound THEN 1 ELSE 0 END, coalesce(component, ''), coalesce(method, ''), count(*),
+               coalesce(sum(req_bytes), 0), coalesce(sum(resp_bytes), 0), coalesce(max(req_bytes), 0),
                sum(CASE WHEN direction = 'internal' AND method = 'gap' THEN {lost} ELSE 0 END),
                min(chain_seq), max(chain_seq), min(logged_at_us), max(logged_at_us)
         FROM egress_log WHERE chain_seq > {p} AND chain_seq <= {p}
@@ -236,11 +239,11 @@ def _process_sql(pg: bool) -> str:
     least = "LEAST" if pg else "min"
     return f"""
         INSERT INTO mna_rollup_process (hostname, pid, first_us, last_us, last_seq, last_kind, detail)
-        SELECT l.hostname, l.pid, agg.first_us, agg.last_us, agg.last_seq, l.method, l.detail
-        FROM (SELECT coalesce(hostname, '') AS hostname, pid, min(logged_at_us) AS first_us,
+        SELECT agg.hostname, agg.pid, agg.first_us, agg.last_us, agg.last_seq, l.method, l.detail
+        FROM (SELECT coalesce(hostname, '') AS hostname, coalesce(pid, 0) AS pid, min(logged_at_us) AS first_us,
                      max(logged_at_us) AS last_us, max(chain_seq) AS last_seq
               FROM egress_log WHERE chain_seq > {p} AND chain_seq <= {p} AND direction = 'internal'
-                AND method IN ('start', 'heartbeat', 'stop') GROUP BY coalesce(hostname, ''), pid) agg
+                AND method IN ('start', 'heartbeat', 'stop') GROUP BY coalesce(hostname, ''), coalesce(pid, 0)) agg
         JOIN egress_log l ON l.chain_seq = agg.last_seq
         WHERE true
         ON CONFLICT (hostname, pid) DO UPDATE SET first_us = {least}(mna_rollup_process.first_us, excluded.first_us),

@@ -328,10 +328,12 @@ def _when_us(us: int) -> str:
 def _never_signed(store, now_us: int, stale_after_us: int) -> list[Line]:
     low = store.min_seq()
     oldest = store.get(low) if low is not None else None
-    if oldest is None or now_us - oldest.event.logged_at_us <= stale_after_us:
+    # the program wrote that time: one that is no integer counts as old (the review stays)
+    logged_us = oldest.event.logged_at_us if oldest is not None and isinstance(oldest.event.logged_at_us, int) else 0
+    if oldest is None or now_us - logged_us <= stale_after_us:
         return []
     head = store.max_seq()
-    hours = (now_us - oldest.event.logged_at_us) / 3_600_000_000
+    hours = (now_us - logged_us) / 3_600_000_000
     return [
         Line(
             "review",
