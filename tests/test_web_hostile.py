@@ -108,3 +108,36 @@ def test_gap_rows_that_are_not_json_on_postgres():
             assert [line["count"] for line in lost] == [7]
         finally:
             store.close()
+
+
+def test_bidi_overrides_and_invisible_characters_are_shown(tmp_path):
+    """A module name ending in U+202E read the rest of its Trust Report line backwards ("... 840,2 tsom"),
+    and host ``evil.example`` + U+202E + ``elpmaxe.rodnev`` showed as ``evil.examplevendor.example``:
+    table cells are bidi-isolated, but not the text inside them, the report's lines or the record's fields.
+    Every page prints such characters as ⟨U+XXXX⟩; a form field that goes back (a setting) keeps its value."""
+    from mit_network_audit.journal import settings as journal_settings
+
+    dsn = f"sqlite:///{tmp_path}/web.db"
+    store = open_store(dsn)
+    store.append([internal_event("x", direction="outbound", channel="requests\u200b", method="POST",
+                                 host="evil.example\u202eelpmaxe.rodnev", addon="crm_export_plus\u202e",
+                                 path="/up\u2066load", vendor_bound=True, component="mit-licence", dest_class="vendor",
+                                 req_bytes=90_000)])
+    journal_settings.set_settings(store, {"forensic.hosts": "a.example\u200b"}, actor="x")
+    store.close()
+    server = LiveDashboard(dsn)
+    try:
+        session = server.login("officer")
+        for route in ("/report", "/row/1", "/log", "/summary", "/log/groups?by=host", "/log/groups?by=addon",
+                      "/log/groups?by=channel", "/settings"):
+            html = session.get(server.url + route).text
+            hidden = [c for c in ("\u202e", "\u2066", "\u200b") if c in html and route != "/settings"]
+            assert not hidden, (route, hidden)
+            assert "⟨U+202E⟩" in html or route in ("/log/groups?by=channel", "/settings"), route
+        assert "crm_export_plus⟨U+202E⟩ sent requests of up to 90,000 bytes" in session.get(server.url + "/report").text
+        assert "requests⟨U+200B⟩" in session.get(server.url + "/log/groups?by=channel").text
+        # the settings form sends back the stored value, not its shown form (saving it changes nothing)
+        settings = session.get(server.url + "/settings").text
+        assert 'value="a.example\u200b"' in settings and "a.example⟨U+200B⟩" in settings  # field, changes table
+    finally:
+        server.stop()

@@ -28,6 +28,7 @@ from . import charts
 from .auth import Accounts, Principal, role_at_least
 from .integrity_watch import IntegrityWatch
 from .params import BEFORE, SEQ
+from .visible import finalize
 
 HERE = os.path.dirname(__file__)
 SESSION_COOKIE = "mna_session"
@@ -60,6 +61,7 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
     catalogue = load_catalogue(catalogue_paths)
     templates = Jinja2Templates(directory=os.path.join(HERE, "templates"))
     templates.env.filters["us"] = fmt_us
+    templates.env.finalize = finalize
     app = FastAPI(title="MIT Network Audit", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store, app.state.accounts = store, accounts
     app.mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static")

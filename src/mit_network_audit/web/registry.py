@@ -23,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 
 from .app import HERE, NeedLogin, fmt_us
 from .auth import ROLES, Principal, role_at_least
+from .visible import finalize
 
 SESSION_COOKIE = "mna_session"
 
@@ -121,6 +122,7 @@ def page_module(role: str, *, nav: NavItem | tuple[NavItem, ...] = ()):
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=os.path.join(HERE, "templates"))
     templates.env.filters["us"] = fmt_us
+    templates.env.finalize = finalize
     templates.env.filters["num"] = lambda n: f"{int(n or 0):,}"
     return templates
 
