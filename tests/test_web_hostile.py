@@ -141,3 +141,62 @@ def test_bidi_overrides_and_invisible_characters_are_shown(tmp_path):
         assert 'value="a.example\u200b"' in settings and "a.example⟨U+200B⟩" in settings  # field, changes table
     finally:
         server.stop()
+
+
+LONG = "A" * 3000
+XSS = ["<script>window.__xss=1</script>", "\"><img src=x onerror=\"window.__xss=2\">", "javascript:window.__xss=3",
+       "'><svg onload=window.__xss=4>", "</title><script>window.__xss=5</script>"]
+
+# every element of a .split column either stays inside it or the column clips and scrolls it
+OVERFLOW_JS = """() => {
+  const bad = [];
+  if (document.documentElement.scrollWidth > window.innerWidth + 1) bad.push('page scrolls sideways');
+  for (const s of document.querySelectorAll('.split > section')) {
+    const right = s.getBoundingClientRect().right;
+    if (getComputedStyle(s).overflowX !== 'visible') continue;
+    for (const el of s.querySelectorAll('*'))
+      if (el.getBoundingClientRect().right > right + 1) { bad.push(el.tagName + ' runs over its column'); break; }
+  }
+  return bad;
+}"""
+
+
+@pytest.mark.browser
+def test_hostile_rows_in_chromium_run_no_script_and_stay_in_their_columns(tmp_path):
+    """In real Chromium: no page runs a script from a row, and a 3,000-character host or module no
+    longer runs over the next column (it hid the record's hashes and links, and the Trust Report's
+    Calls and Sent bytes columns behind the other table)."""
+    from web_support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, need_chromium
+
+    need_chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    dsn = f"sqlite:///{tmp_path}/web.db"
+    store = open_store(dsn)
+    store.append([internal_event("x", direction="outbound", channel=value, method=value, host=value, addon=value,
+                                 path="/" + value, query_keys=(value,), req_headers=(value,), call_site=value,
+                                 error=value, via=(value,), hostname=value, component=value, vendor_bound=True,
+                                 dest_class="vendor", req_bytes=90_000, outcome="error")
+                  for value in [LONG, *XSS]])
+    store.close()
+    server = LiveDashboard(dsn)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            dialogs = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(server.url + "/login")
+            page.fill("input[name=username]", "officer")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url("**/report")
+            for route in ("/report", "/summary", "/log", "/log/groups", "/log/groups?by=host",
+                          "/log/groups?by=channel", "/verify", "/settings", "/forensic",
+                          *[f"/row/{seq}" for seq in range(1, 2 + len(XSS))]):
+                page.goto(server.url + route)
+                assert page.evaluate("window.__xss") is None and not dialogs, route
+                if route in ("/report", "/row/1"):
+                    assert page.evaluate(OVERFLOW_JS) == [], route
+            browser.close()
+    finally:
+        server.stop()
