@@ -74,3 +74,33 @@ def test_postgres_connection_dropped_then_back():
             assert r.status_code == 200 and r.json()["rows"]
         finally:
             server.stop()
+
+
+@pytest.mark.browser
+def test_verify_says_when_it_cannot_run(tmp_path):
+    """Verify opens the journal afresh; when it cannot (the file was moved away, the server is down)
+    its background job died silently and the Verify page said "verifying…" forever."""
+    from web_support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, need_chromium
+
+    need_chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    path = tmp_path / "web.db"
+    _journal(f"sqlite:///{path}")
+    server = LiveDashboard(f"sqlite:///{path}")
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(server.url + "/login")
+            page.fill("input[name=username]", "auditor")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url("**/report")
+            page.goto(server.url + "/verify")
+            path.rename(tmp_path / "moved.db")
+            page.click("#verify-button")
+            page.locator("#verify-result.bad").wait_for(timeout=10_000)  # it said "verifying…" forever
+            assert "verify could not run: FileNotFoundError" in page.text_content("#verify-result")
+            browser.close()
+    finally:
+        server.stop()

@@ -244,13 +244,17 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
     def api_verify_start(request: Request, csrf: str = Form(""), who: Principal = Depends(require("auditor"))):
         check_csrf(who, csrf)
         job = secrets.token_hex(8)
-        verify_jobs[job] = {"done": 0, "total": store.max_seq(), "result": None}
+        verify_jobs[job] = {"done": 0, "total": store.max_seq(), "result": None, "error": None}
 
         def work():
             def progress(done, total):
                 verify_jobs[job].update(done=done, total=total)
             # the Trust Report shows this result from now on
-            checked = watch.check_now(progress)
+            try:
+                checked = watch.check_now(progress)
+            except Exception as exc:  # the journal cannot be opened: say so, or the page would poll forever
+                verify_jobs[job]["error"] = f"{type(exc).__name__}: {exc}"
+                return
             verify_jobs[job]["checks"] = list(checked.checks)
             verify_jobs[job]["result"] = checked.chain.as_dict()
 
