@@ -41,7 +41,7 @@ def test_guesses_sent_at_once_are_throttled_too(tmp_path):
             t.join(60)
         counts = Counter(outcomes)
         assert counts["/login?error=invalid"] <= MAX_FAILURES and sum(counts.values()) == 40, counts
-        # the right password is refused while the pair is locked; another user is not affected
+        # another user is not affected
         assert server.login("auditor")
     finally:
         server.stop()
@@ -58,3 +58,28 @@ def test_a_success_does_not_count_as_a_failure(tmp_path):
     assert accounts.login("alice", "wrong password", "1.2.3.4") is None
     assert accounts.login("alice", PASSWORD, "1.2.3.4") is None  # 5: locked
     assert accounts.login("alice", PASSWORD, "5.6.7.8") is not None  # per client address
+
+
+def test_a_csrf_token_that_is_not_ascii_is_refused_not_a_500(tmp_path):
+    """secrets.compare_digest raises TypeError on a str with non-ASCII characters: a forged token such
+    as "é" made the login form and every CSRF-checked POST answer 500 instead of refusing it."""
+    dsn = f"sqlite:///{tmp_path}/web.db"
+    open_store(dsn).close()
+    server = LiveDashboard(dsn)
+    try:
+        anonymous = requests.Session()
+        anonymous.get(server.url + "/login")
+        r = anonymous.post(server.url + "/login", data={"username": "officer", "password": PASSWORD, "csrf": "é"},
+                           allow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/login?error=expired"
+        session = server.login("officer")
+        for path, data in (("/logout", {}), ("/api/verify", {}), ("/settings", {}), ("/forensic/capture",
+                           {"enabled": "true"}), ("/export/bundle", {}), ("/forensic/body/1", {}),
+                           ("/api/forensic/bodies/1/read", {}), ("/api/settings", {"verify.interval_s": "60"})):
+            r = session.post(server.url + path, data={**data, "csrf": "jeton-forgé"}, allow_redirects=False)
+            assert r.status_code == 403, (path, r.status_code)
+        r = session.post(server.url + "/api/settings", json={"verify.interval_s": 60},
+                         headers={"X-CSRF-Token": b"\xe9\xff"})
+        assert r.status_code == 403
+    finally:
+        server.stop()

@@ -25,7 +25,7 @@ from ..report import logsearch, rollup
 from ..report.catalogue import load_catalogue
 from ..report.trust import build_report
 from . import charts
-from .auth import Accounts, Principal, role_at_least
+from .auth import Accounts, Principal, role_at_least, same_token
 from .integrity_watch import IntegrityWatch
 from .params import BEFORE, SEQ
 from .visible import finalize
@@ -101,7 +101,7 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
         return dependency
 
     def check_csrf(who: Principal, token: str) -> None:
-        if not who.via_token and not secrets.compare_digest(who.csrf or "-", token or ""):
+        if not who.via_token and not same_token(who.csrf, token):
             raise HTTPException(403, "the form expired (CSRF check failed): reload the page and try again")
 
     def page(request, name, who, **ctx):
@@ -131,7 +131,7 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
 
     @app.post("/login")
     def login(request: Request, username: str = Form(...), password: str = Form(...), csrf: str = Form("")):
-        if not secrets.compare_digest(request.cookies.get(LOGIN_CSRF_COOKIE, "-"), csrf or ""):
+        if not same_token(request.cookies.get(LOGIN_CSRF_COOKIE), csrf):
             return RedirectResponse("/login?error=expired", status_code=303)
         client = request.client.host if request.client else "?"
         if accounts.throttled(f"{username}|{client}"):

@@ -23,6 +23,12 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("timing-equaliser")
 
 
+def same_token(expected: str | None, given: str | None) -> bool:
+    """Constant-time comparison of a CSRF token the client sent: as UTF-8 bytes, because
+    ``secrets.compare_digest`` raises TypeError on a str with non-ASCII characters (a 500 on any form)."""
+    return secrets.compare_digest((expected or "-").encode(), (given or "").encode(errors="surrogateescape"))
+
+
 def role_at_least(role: str, needed: str) -> bool:
     return ROLES.index(role) >= ROLES.index(needed)
 

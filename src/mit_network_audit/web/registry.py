@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.templating import Jinja2Templates
 
 from .app import HERE, NeedLogin, fmt_us
-from .auth import ROLES, Principal, role_at_least
+from .auth import ROLES, Principal, role_at_least, same_token
 from .visible import finalize
 
 SESSION_COOKIE = "mna_session"
@@ -83,9 +83,7 @@ class Context:
 
     @staticmethod
     def check_csrf(who: Principal, token: str) -> None:
-        import secrets
-
-        if not who.via_token and not secrets.compare_digest(who.csrf or "-", token or ""):
+        if not who.via_token and not same_token(who.csrf, token):
             raise HTTPException(403, "the form expired (CSRF check failed): reload the page and try again")
 
     def page(self, request: Request, name: str, **ctx):
