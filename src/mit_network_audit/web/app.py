@@ -27,7 +27,7 @@ from ..report.trust import build_report
 from . import charts
 from .auth import Accounts, Principal, role_at_least, same_token
 from .integrity_watch import IntegrityWatch
-from .params import BEFORE, SEQ
+from .params import BEFORE, SEARCH, SEQ
 from .visible import finalize
 
 HERE = os.path.dirname(__file__)
@@ -199,7 +199,7 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
                          channel=channel or None)
 
     @app.get("/log", response_class=HTMLResponse)
-    def log_page(request: Request, filter: str = "all", q: str | None = None, addon: str | None = None,
+    def log_page(request: Request, filter: str = "all", q: str | None = SEARCH, addon: str | None = None,
                  host: str | None = None, channel: str | None = None, before: int | None = BEFORE,
                  who: Principal = Depends(require("auditor"))):
         found = logsearch.search(store, log_filter(filter, q, addon, host, channel), before_seq=before, limit=50)
@@ -224,7 +224,7 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
         return report_for(since).as_dict()
 
     @app.get("/api/rows")
-    def api_rows(filter: str = "all", q: str | None = None, addon: str | None = None, host: str | None = None,
+    def api_rows(filter: str = "all", q: str | None = SEARCH, addon: str | None = None, host: str | None = None,
                  channel: str | None = None, before: int | None = BEFORE, limit: int = 100,
                  who: Principal = Depends(require("auditor"))):
         if not 1 <= limit <= 1000:
