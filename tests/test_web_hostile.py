@@ -64,14 +64,15 @@ def test_times_beyond_any_date_render(tmp_path):
 
 def test_rows_with_missing_fields_do_not_stop_the_rollup(tmp_path):
     """The rollup's keys are NOT NULL: one row without a channel, direction, class, outcome, time or byte
-    counts (or a heartbeat without pid and hostname, a gap whose detail is not JSON) used to make every
-    catch-up fail, so the Trust Report, the Traffic Summary and the grouped log answered 500 from then on."""
+    counts (or a heartbeat without pid and hostname, a gap whose detail is not JSON, two rows claiming
+    2^62 bytes: sum() overflowed) used to make every catch-up fail, so the Trust Report, the Traffic
+    Summary and the grouped log answered 500 from then on."""
     dsn = f"sqlite:///{tmp_path}/web.db"
     store = open_store(dsn)
     outbound = {"direction": "outbound", "channel": "requests", "host": "h.example"}
     store.append([internal_event("x", **{**outbound, **fields}) for fields in (
         {"channel": None}, {"direction": None}, {"dest_class": None}, {"outcome": None}, {"logged_at_us": None},
-        {"req_bytes": None, "resp_bytes": None})]
+        {"req_bytes": None, "resp_bytes": None}, {"req_bytes": 2**62}, {"req_bytes": 2**62, "resp_bytes": -(2**62)})]
         + [internal_event("heartbeat", pid=None, hostname=None), internal_event("gap", detail="{not json"),
            internal_event("gap", detail='{"lost": 3}')])
     store.close()
@@ -102,7 +103,8 @@ def test_gap_rows_that_are_not_json_on_postgres():
                 "{not json", '{"lost": "many"}', '{"lost": 1e300}', '{"lost": 3, "reasons": ["queue_full"]}',
                 json.dumps({"in_doubt": 2, "lost": 4, "reasons": ["killed_by_signal"]}, sort_keys=True))]
                 + [internal_event("heartbeat", pid=None, hostname=None),
-                   internal_event("x", direction="outbound", channel=None, dest_class=None, outcome=None)])
+                   internal_event("x", direction="outbound", channel=None, dest_class=None, outcome=None),
+                   *[internal_event("x", direction="outbound", channel="requests", req_bytes=2**62) for _ in "ab"]])
             rollup.catch_up(store)
             lost = [line for line in build_report(store, 0).as_dict()["lines"] if line["rule"] == "events_lost"]
             assert [line["count"] for line in lost] == [7]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US  # UTC days
 CHUNK = 500_000
+MAX_COUNT = 2**40  # bytes or lost events one row can add (1 TiB; a chunk's sum stays within 64 bits)
 KEY = (
     "bucket_us",
     "direction",
@@ -204,12 +205,19 @@ def _days_from_hours_sql() -> str:
 
 
 def _aggregate_sql(pg: bool) -> str:
+    least, greatest = ("LEAST", "GREATEST") if pg else ("min", "max")
+
+    def count(expr: str) -> str:
+        # A row's byte or loss count as the program wrote it, within [0, 2^40]: two rows claiming 2^62
+        # bytes overflowed sum() ("integer overflow", "bigint out of range") and stopped every catch-up.
+        return f"{least}({greatest}(coalesce({expr}, 0), 0), {MAX_COUNT})"
+
     # any program can write a gap row: a detail that is not JSON (or whose lost is no integer) counts 0,
     # it must not stop the rollup (PostgreSQL 15 has no json test that cannot raise: a pattern instead)
-    lost = (
-        """coalesce(substring(detail from '"lost"\\s*:\\s*(\\d{1,15})\\s*[,}]')::bigint, 0)"""
+    lost = count(
+        """substring(detail from '"lost"\\s*:\\s*(\\d{1,12})\\s*[,}]')::bigint"""
         if pg
-        else "CASE WHEN json_valid(detail) THEN coalesce(json_extract(detail, '$.lost'), 0) ELSE 0 END"
+        else "CASE WHEN json_valid(detail) THEN CAST(json_extract(detail, '$.lost') AS INTEGER) END"
     )
     p = "%s" if pg else "?"
     return f"""
@@ -217,7 +225,8 @@ def _aggregate_sql(pg: bool) -> str:
         SELECT (coalesce(logged_at_us, 0) / {HOUR_US}) * {HOUR_US}, coalesce(direction, ''), coalesce(channel, ''),
                coalesce(host, ''), coalesce(addon, ''), coalesce(dest_class, ''), coalesce(outcome, ''),
                CASE WHEN vendor_bound THEN 1 ELSE 0 END, coalesce(component, ''), coalesce(method, ''), count(*),
-               coalesce(sum(req_bytes), 0), coalesce(sum(resp_bytes), 0), coalesce(max(req_bytes), 0),
+               coalesce(sum({count("req_bytes")}), 0), coalesce(sum({count("resp_bytes")}), 0),
+               coalesce(max({count("req_bytes")}), 0),
                sum(CASE WHEN direction = 'internal' AND method = 'gap' THEN {lost} ELSE 0 END),
                min(chain_seq), max(chain_seq), min(logged_at_us), max(logged_at_us)
         FROM egress_log WHERE chain_seq > {p} AND chain_seq <= {p}
