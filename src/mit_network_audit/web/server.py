@@ -38,11 +38,19 @@ async def bad_value(request: Request, exc: Exception):
     return JSONResponse({"detail": f"the database refused a value in the request: {exc}"}, status_code=400)
 
 
+# SQLite primary result codes that mean "locked, busy, unreadable or unwritable now", not a bad statement:
+# BUSY, LOCKED, IOERR, FULL, CANTOPEN, PROTOCOL
+SQLITE_UNAVAILABLE = frozenset({5, 6, 10, 13, 14, 15})
+
+
 def database_down(app: FastAPI):
     """The journal's database is locked by another process, down or dropped the connection: a 503 that
     says so (it was a bare 500), and a dropped PostgreSQL connection is replaced for the next request."""
 
     def handler(request: Request, exc: Exception):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF not in SQLITE_UNAVAILABLE:
+            raise exc  # not the database being away (SQL the app got wrong): a 500, with its traceback logged
         with contextlib.suppress(Exception):
             reconnect = getattr(app.state.store, "reconnect_if_broken", None)
             if reconnect is not None:
