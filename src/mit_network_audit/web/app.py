@@ -244,7 +244,9 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
     def api_verify_start(request: Request, csrf: str = Form(""), who: Principal = Depends(require("auditor"))):
         check_csrf(who, csrf)
         job = secrets.token_hex(8)
-        verify_jobs[job] = {"done": 0, "total": store.max_seq(), "result": None, "error": None}
+        # every key from the start: the job's thread only updates values, so a status request never
+        # serializes a dict that changes size under it (RuntimeError: a 500)
+        verify_jobs[job] = {"done": 0, "total": store.max_seq(), "result": None, "error": None, "checks": None}
 
         def work():
             def progress(done, total):
@@ -265,7 +267,7 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
     def api_verify_status(job: str, who: Principal = Depends(require("auditor"))):
         if job not in verify_jobs:
             raise HTTPException(404, "no such verify job")
-        return verify_jobs[job]
+        return dict(verify_jobs[job])
 
     @app.get("/export.jsonl")
     def export_rows(since: str = "24h", who: Principal = Depends(require("auditor"))):
