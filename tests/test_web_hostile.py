@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 
 from mit_network_audit.interceptor.event import internal_event
 from mit_network_audit.journal import open_store
@@ -200,5 +201,35 @@ def test_hostile_rows_in_chromium_run_no_script_and_stay_in_their_columns(tmp_pa
                 if route in ("/report", "/row/1"):
                     assert page.evaluate(OVERFLOW_JS) == [], route
             browser.close()
+    finally:
+        server.stop()
+
+
+def test_jsonl_export_keeps_every_row_and_says_when_it_stops(tmp_path, monkeypatch):
+    """/export.jsonl compared each row's time with the period's start: a row without a time (None) raised
+    TypeError after the status line was sent, and the download ended cleanly (curl: exit 0) with the
+    rows before it only.  Such a row is exported, and an export that fails part-way says so last."""
+    import sqlite3
+
+    dsn = f"sqlite:///{tmp_path}/web.db"
+    store = open_store(dsn)
+    out = {"direction": "outbound", "channel": "requests", "host": "a.example"}
+    store.append([internal_event("x", **out), internal_event("x", **out, logged_at_us=None),
+                  internal_event("x", **out)])
+    store.close()
+    server = LiveDashboard(dsn)
+    try:
+        auth = {"Authorization": f"Bearer {server.tokens['auditor']}"}
+        lines = requests.get(server.url + "/export.jsonl", headers=auth).text.splitlines()
+        assert [json.loads(line)["chain_seq"] for line in lines] == [1, 2, 3]
+        real = server.app.state.store.iter_range
+
+        def failing(*args, **kwargs):
+            yield next(real(*args, **kwargs))
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(server.app.state.store, "iter_range", failing)
+        lines = requests.get(server.url + "/export.jsonl", headers=auth).text.splitlines()
+        assert len(lines) == 2 and json.loads(lines[-1]) == {"export_incomplete": "OperationalError: disk I/O error"}
     finally:
         server.stop()
