@@ -233,3 +233,25 @@ def test_jsonl_export_keeps_every_row_and_says_when_it_stops(tmp_path, monkeypat
         assert len(lines) == 2 and json.loads(lines[-1]) == {"export_incomplete": "OperationalError: disk I/O error"}
     finally:
         server.stop()
+
+
+def test_a_list_field_written_as_a_scalar_does_not_take_the_log_down(tmp_path):
+    """A row whose list field (via, query_keys, headers) the program wrote as a scalar or None was read
+    back with tuple(5) / tuple(None): TypeError on /log, /api/rows, the record and the Trust Report for
+    everyone.  The row is shown (its one value) and verify still reports it."""
+    dsn = f"sqlite:///{tmp_path}/web.db"
+    store = open_store(dsn)
+    out = {"direction": "outbound", "channel": "requests", "host": "a.example"}
+    store.append([internal_event("x", **out, via=5), internal_event("x", **out, query_keys=None),
+                  internal_event("x", **out, req_headers=True)])
+    store.close()
+    server = LiveDashboard(dsn)
+    try:
+        session = server.login("auditor")
+        for route in ("/log", "/api/rows", "/report", "/api/report", "/row/1", "/row/2", "/row/3", "/api/rows/1"):
+            r = session.get(server.url + route)
+            assert r.status_code == 200, (route, r.status_code, r.text[:200])
+        assert session.get(server.url + "/api/rows/1").json()["via"] == [5]
+        assert session.get(server.url + "/row/1/proof").status_code == 409  # its hash was made over 5, not [5]
+    finally:
+        server.stop()
