@@ -483,11 +483,15 @@ def recent_reads(store, limit: int = 50) -> list[dict]:
             facts = json.loads(detail or "{}")
         except ValueError:
             facts = {}
+        if not isinstance(facts, dict):  # any program can write a row: a detail that is no object says nothing
+            facts = {}
+        target = facts.get("chain_seq")
         out.append(
             {
                 "seq": int(seq),
                 "at_us": int(at),
-                **{k: facts.get(k) for k in ("actor", "role", "via", "event_id", "chain_seq")},
+                **{k: None if facts.get(k) is None else str(facts[k]) for k in ("actor", "role", "via", "event_id")},
+                "chain_seq": target if isinstance(target, int) and not isinstance(target, bool) else None,
             }
         )
     return out

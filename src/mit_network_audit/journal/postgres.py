@@ -97,6 +97,7 @@ class PostgresStore:
     def __init__(self, dsn: str, *, create: bool = True, connect_timeout: int = 5) -> None:
         self.dsn = dsn
         self._lock = threading.RLock()
+        self._connect_timeout = connect_timeout
         self.conn = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout)
         if create:
             self._migrate()
@@ -105,6 +106,15 @@ class PostgresStore:
             raise FileNotFoundError(
                 f"no journal in {dsn!r} (no mna_meta table): run a program under "
                 f"`mit-network-audit run --db {dsn}` first, or check the --db DSN")
+
+    def reconnect_if_broken(self) -> bool:
+        """A fresh connection when the server dropped this one (restart, failover, idle timeout): a
+        long-lived reader (the dashboard) calls it after a failed request, never inside a transaction."""
+        with self._lock:
+            if not (self.conn.closed or self.conn.broken):
+                return False
+            self.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=self._connect_timeout)
+            return True
 
     def _migrate(self) -> None:
         with self._lock, self.conn.transaction(), self.conn.cursor() as cur:

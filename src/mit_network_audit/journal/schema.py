@@ -51,13 +51,23 @@ _BOOL_INDEXES = frozenset(i for i, n in enumerate(FIELD_NAMES) if n in BOOL_FIEL
 _N = len(FIELD_NAMES)
 
 
+def _as_tuple(value) -> tuple:
+    """A list field as stored.  The program that wrote the row may have put a scalar or null there
+    (``via=5``, ``query_keys=None``): read it as one item, or none, so the row can still be shown — a
+    TypeError here took down every page that lists the row (verify reports the row, its hash was made
+    over the value as written)."""
+    if isinstance(value, (list, str, dict)):
+        return tuple(value)  # a string or object as before: the canonical form (canonical.py) reads it so too
+    return () if value is None else (value,)
+
+
 def decode_row(row) -> JournalRow:
     values = row[1:1 + _N]
     kwargs = {}
     for i, name in enumerate(FIELD_NAMES):
         value = values[i]
         if i in _LIST_INDEXES:
-            value = tuple(json.loads(value)) if value else ()
+            value = _as_tuple(json.loads(value)) if value else ()
         elif i in _BOOL_INDEXES:
             value = bool(value)
         kwargs[name] = value

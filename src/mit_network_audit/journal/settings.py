@@ -372,7 +372,10 @@ def changes_in(store, since_us: int, key: str | None = None, limit: int = 200) -
             facts = json.loads(detail or "{}")
         except ValueError:
             facts = {}
-        if key is not None and facts.get("key") != key:
+        if not isinstance(facts, dict):  # any program can write a row: a detail that is no object says nothing
+            facts = {}
+        facts = {k: None if facts.get(k) is None else str(facts[k]) for k in ("actor", "key", "old", "new")}
+        if key is not None and facts["key"] != key:
             continue
-        out.append({"seq": int(seq), "at_us": int(at), **{k: facts.get(k) for k in ("actor", "key", "old", "new")}})
+        out.append({"seq": int(seq), "at_us": int(at), **facts})
     return out

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US  # UTC days
 CHUNK = 500_000
+MAX_COUNT = 2**40  # bytes or lost events one row can add (1 TiB; a chunk's sum stays within 64 bits)
 KEY = (
     "bucket_us",
     "direction",
@@ -204,17 +205,28 @@ def _days_from_hours_sql() -> str:
 
 
 def _aggregate_sql(pg: bool) -> str:
-    lost = (
-        "coalesce((detail::json->>'lost')::bigint, 0)"
+    least, greatest = ("LEAST", "GREATEST") if pg else ("min", "max")
+
+    def count(expr: str) -> str:
+        # A row's byte or loss count as the program wrote it, within [0, 2^40]: two rows claiming 2^62
+        # bytes overflowed sum() ("integer overflow", "bigint out of range") and stopped every catch-up.
+        return f"{least}({greatest}(coalesce({expr}, 0), 0), {MAX_COUNT})"
+
+    # any program can write a gap row: a detail that is not JSON (or whose lost is no integer) counts 0,
+    # it must not stop the rollup (PostgreSQL 15 has no json test that cannot raise: a pattern instead)
+    lost = count(
+        """substring(detail from '"lost"\\s*:\\s*(\\d{1,12})\\s*[,}]')::bigint"""
         if pg
-        else "coalesce(json_extract(detail, '$.lost'), 0)"
+        else "CASE WHEN json_valid(detail) THEN CAST(json_extract(detail, '$.lost') AS INTEGER) END"
     )
     p = "%s" if pg else "?"
     return f"""
         INSERT INTO mna_rollup_delta ({", ".join(COLUMNS)})
-        SELECT (logged_at_us / {HOUR_US}) * {HOUR_US}, direction, channel, coalesce(host, ''), coalesce(addon, ''),
-               dest_class, outcome, CASE WHEN vendor_bound THEN 1 ELSE 0 END, coalesce(component, ''),
-               coalesce(method, ''), count(*), sum(req_bytes), sum(resp_bytes), max(req_bytes),
+        SELECT (coalesce(logged_at_us, 0) / {HOUR_US}) * {HOUR_US}, coalesce(direction, ''), coalesce(channel, ''),
+               coalesce(host, ''), coalesce(addon, ''), coalesce(dest_class, ''), coalesce(outcome, ''),
+               CASE WHEN vendor_bound THEN 1 ELSE 0 END, coalesce(component, ''), coalesce(method, ''), count(*),
+               coalesce(sum({count("req_bytes")}), 0), coalesce(sum({count("resp_bytes")}), 0),
+               coalesce(max({count("req_bytes")}), 0),
                sum(CASE WHEN direction = 'internal' AND method = 'gap' THEN {lost} ELSE 0 END),
                min(chain_seq), max(chain_seq), min(logged_at_us), max(logged_at_us)
         FROM egress_log WHERE chain_seq > {p} AND chain_seq <= {p}
@@ -236,11 +248,11 @@ def _process_sql(pg: bool) -> str:
     least = "LEAST" if pg else "min"
     return f"""
         INSERT INTO mna_rollup_process (hostname, pid, first_us, last_us, last_seq, last_kind, detail)
-        SELECT l.hostname, l.pid, agg.first_us, agg.last_us, agg.last_seq, l.method, l.detail
-        FROM (SELECT coalesce(hostname, '') AS hostname, pid, min(logged_at_us) AS first_us,
+        SELECT agg.hostname, agg.pid, agg.first_us, agg.last_us, agg.last_seq, l.method, l.detail
+        FROM (SELECT coalesce(hostname, '') AS hostname, coalesce(pid, 0) AS pid, min(logged_at_us) AS first_us,
                      max(logged_at_us) AS last_us, max(chain_seq) AS last_seq
               FROM egress_log WHERE chain_seq > {p} AND chain_seq <= {p} AND direction = 'internal'
-                AND method IN ('start', 'heartbeat', 'stop') GROUP BY coalesce(hostname, ''), pid) agg
+                AND method IN ('start', 'heartbeat', 'stop') GROUP BY coalesce(hostname, ''), coalesce(pid, 0)) agg
         JOIN egress_log l ON l.chain_seq = agg.last_seq
         WHERE true
         ON CONFLICT (hostname, pid) DO UPDATE SET first_us = {least}(mna_rollup_process.first_us, excluded.first_us),

@@ -328,10 +328,12 @@ def _when_us(us: int) -> str:
 def _never_signed(store, now_us: int, stale_after_us: int) -> list[Line]:
     low = store.min_seq()
     oldest = store.get(low) if low is not None else None
-    if oldest is None or now_us - oldest.event.logged_at_us <= stale_after_us:
+    # the program wrote that time: one that is no integer counts as old (the review stays)
+    logged_us = oldest.event.logged_at_us if oldest is not None and isinstance(oldest.event.logged_at_us, int) else 0
+    if oldest is None or now_us - logged_us <= stale_after_us:
         return []
     head = store.max_seq()
-    hours = (now_us - oldest.event.logged_at_us) / 3_600_000_000
+    hours = (now_us - logged_us) / 3_600_000_000
     return [
         Line(
             "review",
@@ -400,10 +402,14 @@ def _process_health(store, since_us: int, now_us: int, *, settings_changed: bool
         if last_kind != "stop" and now_us - last_us > SILENT_AFTER_US:
             silent.append((hostname, pid, last_seq))
         try:
-            for ch in json.loads(detail or "{}").get("disabled", ()):
-                disabled.setdefault(ch, []).append(last_seq)
+            facts = json.loads(detail or "{}")
         except ValueError:
-            pass
+            facts = {}
+        # any program can write a heartbeat: only a list of channel names is one
+        channels = facts.get("disabled") if isinstance(facts, dict) else None
+        for ch in channels if isinstance(channels, list) else ():
+            if isinstance(ch, str):
+                disabled.setdefault(ch, []).append(last_seq)
     if silent:
         lines.append(
             Line(

@@ -25,9 +25,10 @@ from ..report import logsearch, rollup
 from ..report.catalogue import load_catalogue
 from ..report.trust import build_report
 from . import charts
-from .auth import Accounts, Principal, role_at_least
+from .auth import Accounts, Principal, role_at_least, same_token
 from .integrity_watch import IntegrityWatch
-from .params import BEFORE, SEQ
+from .params import BEFORE, SEARCH, SEQ
+from .visible import finalize
 
 HERE = os.path.dirname(__file__)
 SESSION_COOKIE = "mna_session"
@@ -48,7 +49,10 @@ class NeedLogin(Exception):
 def fmt_us(us) -> str:
     if us is None:
         return "—"
-    return datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (ValueError, OverflowError, OSError, TypeError):  # the audited program wrote the time: any integer
+        return f"{us} µs (no date)"
 
 
 def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
@@ -57,6 +61,7 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
     catalogue = load_catalogue(catalogue_paths)
     templates = Jinja2Templates(directory=os.path.join(HERE, "templates"))
     templates.env.filters["us"] = fmt_us
+    templates.env.finalize = finalize
     app = FastAPI(title="MIT Network Audit", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store, app.state.accounts = store, accounts
     app.mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static")
@@ -96,7 +101,7 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
         return dependency
 
     def check_csrf(who: Principal, token: str) -> None:
-        if not who.via_token and not secrets.compare_digest(who.csrf or "-", token or ""):
+        if not who.via_token and not same_token(who.csrf, token):
             raise HTTPException(403, "the form expired (CSRF check failed): reload the page and try again")
 
     def page(request, name, who, **ctx):
@@ -126,7 +131,7 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
 
     @app.post("/login")
     def login(request: Request, username: str = Form(...), password: str = Form(...), csrf: str = Form("")):
-        if not secrets.compare_digest(request.cookies.get(LOGIN_CSRF_COOKIE, "-"), csrf or ""):
+        if not same_token(request.cookies.get(LOGIN_CSRF_COOKIE), csrf):
             return RedirectResponse("/login?error=expired", status_code=303)
         client = request.client.host if request.client else "?"
         if accounts.throttled(f"{username}|{client}"):
@@ -194,7 +199,7 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
                          channel=channel or None)
 
     @app.get("/log", response_class=HTMLResponse)
-    def log_page(request: Request, filter: str = "all", q: str | None = None, addon: str | None = None,
+    def log_page(request: Request, filter: str = "all", q: str | None = SEARCH, addon: str | None = None,
                  host: str | None = None, channel: str | None = None, before: int | None = BEFORE,
                  who: Principal = Depends(require("auditor"))):
         found = logsearch.search(store, log_filter(filter, q, addon, host, channel), before_seq=before, limit=50)
@@ -219,7 +224,7 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
         return report_for(since).as_dict()
 
     @app.get("/api/rows")
-    def api_rows(filter: str = "all", q: str | None = None, addon: str | None = None, host: str | None = None,
+    def api_rows(filter: str = "all", q: str | None = SEARCH, addon: str | None = None, host: str | None = None,
                  channel: str | None = None, before: int | None = BEFORE, limit: int = 100,
                  who: Principal = Depends(require("auditor"))):
         if not 1 <= limit <= 1000:
@@ -239,13 +244,19 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
     def api_verify_start(request: Request, csrf: str = Form(""), who: Principal = Depends(require("auditor"))):
         check_csrf(who, csrf)
         job = secrets.token_hex(8)
-        verify_jobs[job] = {"done": 0, "total": store.max_seq(), "result": None}
+        # every key from the start: the job's thread only updates values, so a status request never
+        # serializes a dict that changes size under it (RuntimeError: a 500)
+        verify_jobs[job] = {"done": 0, "total": store.max_seq(), "result": None, "error": None, "checks": None}
 
         def work():
             def progress(done, total):
                 verify_jobs[job].update(done=done, total=total)
             # the Trust Report shows this result from now on
-            checked = watch.check_now(progress)
+            try:
+                checked = watch.check_now(progress)
+            except Exception as exc:  # the journal cannot be opened: say so, or the page would poll forever
+                verify_jobs[job]["error"] = f"{type(exc).__name__}: {exc}"
+                return
             verify_jobs[job]["checks"] = list(checked.checks)
             verify_jobs[job]["result"] = checked.chain.as_dict()
 
@@ -256,16 +267,21 @@ def create_app(dsn: str, *, catalogue_paths=()) -> FastAPI:
     def api_verify_status(job: str, who: Principal = Depends(require("auditor"))):
         if job not in verify_jobs:
             raise HTTPException(404, "no such verify job")
-        return verify_jobs[job]
+        return dict(verify_jobs[job])
 
     @app.get("/export.jsonl")
     def export_rows(since: str = "24h", who: Principal = Depends(require("auditor"))):
         flt = RowFilter(since_us=period_us(since))
 
         def lines():
-            for r in store.iter_range(1):
-                if r.event.logged_at_us >= flt.since_us:
-                    yield json.dumps(r.as_dict(), sort_keys=True, ensure_ascii=False) + "\n"
+            try:
+                for r in store.iter_range(1):
+                    at = r.event.logged_at_us
+                    # a time that is no integer (the program wrote it) cannot be placed: such a row is kept
+                    if not isinstance(at, int) or at >= flt.since_us:
+                        yield json.dumps(r.as_dict(), sort_keys=True, ensure_ascii=False) + "\n"
+            except Exception as exc:  # the status line is sent: say the file is incomplete rather than end it cleanly
+                yield json.dumps({"export_incomplete": f"{type(exc).__name__}: {exc}"}) + "\n"
 
         return StreamingResponse(lines(), media_type="application/x-ndjson",
                                  headers={"Content-Disposition": f'attachment; filename="journal-{since}.jsonl"'})

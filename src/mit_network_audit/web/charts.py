@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from html import escape
+from html import escape as _escape
+
+from .visible import visible
+
+
+def escape(text: str) -> str:
+    return _escape(visible(text))
+
 
 PALETTE = {"vendor": "#c0392b", "provider": "#2e86c1", "own": "#27ae60", "local": "#95a5a6", "unknown": "#f39c12"}
 

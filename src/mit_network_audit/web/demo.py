@@ -13,7 +13,7 @@ from .auth import Accounts
 def serve_demo(dsn: str, port: int) -> None:
     import uvicorn
 
-    from .app import create_app
+    from .server import create_dashboard
 
     accounts = Accounts(open_store(dsn))
     password = secrets.token_urlsafe(12)
@@ -24,4 +24,4 @@ def serve_demo(dsn: str, port: int) -> None:
     url = f"http://127.0.0.1:{port}/"
     print(f"\ndashboard: {url}  user: demo  password: {password}\n(Ctrl-C to stop)")
     threading.Timer(1.0, lambda: webbrowser.open(url)).start()
-    uvicorn.run(create_app(dsn), host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(create_dashboard(dsn), host="127.0.0.1", port=port, log_level="warning")

@@ -22,7 +22,8 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.templating import Jinja2Templates
 
 from .app import HERE, NeedLogin, fmt_us
-from .auth import ROLES, Principal, role_at_least
+from .auth import ROLES, Principal, role_at_least, same_token
+from .visible import finalize
 
 SESSION_COOKIE = "mna_session"
 
@@ -82,9 +83,7 @@ class Context:
 
     @staticmethod
     def check_csrf(who: Principal, token: str) -> None:
-        import secrets
-
-        if not who.via_token and not secrets.compare_digest(who.csrf or "-", token or ""):
+        if not who.via_token and not same_token(who.csrf, token):
             raise HTTPException(403, "the form expired (CSRF check failed): reload the page and try again")
 
     def page(self, request: Request, name: str, **ctx):
@@ -121,6 +120,7 @@ def page_module(role: str, *, nav: NavItem | tuple[NavItem, ...] = ()):
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=os.path.join(HERE, "templates"))
     templates.env.filters["us"] = fmt_us
+    templates.env.finalize = finalize
     templates.env.filters["num"] = lambda n: f"{int(n or 0):,}"
     return templates
 

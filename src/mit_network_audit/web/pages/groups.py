@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse
 from ...journal.schema import contains_pattern
 from ...report import rollup
 from ..app import LOG_FILTERS, PERIODS
+from ..params import SEARCH
 from ..registry import Context, NavItem, page_module
 
 GROUP_BY = ("addon", "host", "channel")
@@ -67,7 +68,7 @@ def groups_pages(ctx: Context) -> APIRouter:
 
     @router.get("/log/groups", response_class=HTMLResponse)
     def groups_page(request: Request, by: str = "addon", filter: str = "all", since: str = "24h",
-                    q: str | None = None):
+                    q: str | None = SEARCH):
         data = grouped(ctx.store, by, filter, since, search=q or None)
         other = "host" if by != "host" else "addon"
 
@@ -83,7 +84,7 @@ def groups_pages(ctx: Context) -> APIRouter:
                         log_link=log_link)
 
     @router.get("/api/groups")
-    def api_groups(by: str = "addon", filter: str = "all", since: str = "24h", q: str | None = None) -> dict:
+    def api_groups(by: str = "addon", filter: str = "all", since: str = "24h", q: str | None = SEARCH) -> dict:
         """Calls per addon, host or channel over a period (from the hourly rollup)."""
         return grouped(ctx.store, by, filter, since, search=q or None)
 

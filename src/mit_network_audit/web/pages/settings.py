@@ -133,7 +133,7 @@ def settings_pages(ctx: Context) -> APIRouter:
             raw = await request.body()
             try:
                 body = json.loads(raw) if raw else None
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
                 body = "not json"
         ctx.check_csrf(who, token)
         if not isinstance(body, dict) or not body:

@@ -10,9 +10,12 @@ document.getElementById("verify-form").addEventListener("submit", async (event) 
   if (!started.ok) { out.textContent = "could not start verify: " + started.status; return; }
   const { job } = await started.json();
   for (;;) {
-    const status = await (await fetch("/api/verify/" + job, { credentials: "same-origin" })).json();
+    const polled = await fetch("/api/verify/" + job, { credentials: "same-origin" });
+    if (!polled.ok) { out.textContent = "could not follow verify: " + polled.status; out.className = "bad"; return; }
+    const status = await polled.json();
     bar.max = Math.max(status.total, 1);
     bar.value = status.done;
+    if (status.error) { out.textContent = "verify could not run: " + status.error; out.className = "bad"; return; }
     if (status.result) {
       const r = status.result;
       out.textContent = r.ok ? `chain intact: ${r.rows_checked} rows` : `TAMPERED at chain_seq ${r.first_bad_seq}: ${r.message}`;
