@@ -46,3 +46,49 @@ def test_a_reader_leaves_a_file_that_is_no_journal_untouched(tmp_path, command, 
     assert "no journal in" in result.output and "--db" in result.output
     assert path.read_bytes() == before  # no journal tables, no switch to WAL
     assert sorted(os.listdir(tmp_path)) == ["app.sqlite"]
+
+
+def _damaged_journal(tmp_path) -> str:
+    """A real journal whose egress_log pages were overwritten (the schema page is intact, so it opens)."""
+    from mit_network_audit.interceptor.event import internal_event
+    from mit_network_audit.journal import open_store
+
+    path = tmp_path / "damaged.db"
+    store = open_store(str(path))
+    store.append([internal_event("heartbeat", detail="x" * 200) for _ in range(300)])
+    store.close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'egress_log'").fetchone()[0]
+    conn.close()
+    with open(path, "r+b") as fh:
+        fh.seek((root - 1) * page_size)
+        fh.write(b"\xa5" * page_size)
+    return str(path)
+
+
+@pytest.mark.parametrize("command", ["log", "show 1", "report", "rollup", "export --key {dir}/k --out {dir}/bundle"])
+def test_a_damaged_journal_is_one_line_and_exit_2(tmp_path, command):
+    dsn = _damaged_journal(tmp_path)
+    assert CliRunner().invoke(main, ["keys", "init", "--out", str(tmp_path / "k")]).exit_code == 0
+    args = command.format(dir=tmp_path).split()
+    result = CliRunner().invoke(main, [*args, "--db", dsn])
+    assert result.exit_code == 2, result.output
+    assert "database disk image is malformed" in result.output
+    assert "integrity_check" in result.output
+    assert not isinstance(result.exception, sqlite3.Error) and "Traceback" not in result.output
+
+
+def test_a_postgresql_journal_missing_its_table_is_one_line_and_exit_2(pg_dsn):
+    import psycopg
+
+    from mit_network_audit.journal import open_store
+
+    open_store(pg_dsn).close()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE egress_log")
+    result = CliRunner().invoke(main, ["log", "--db", pg_dsn])
+    assert result.exit_code == 2, result.output
+    assert 'relation "egress_log" does not exist' in result.output and "Traceback" not in result.output
+    assert not isinstance(result.exception, psycopg.Error)

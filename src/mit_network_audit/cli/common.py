@@ -58,6 +58,26 @@ def open_or_exit(dsn: str | None, *, create: bool = False):
         sys.exit(2)
 
 
+def database_errors() -> tuple[type[BaseException], ...]:
+    """What a store raises when the database itself fails mid-command (a damaged SQLite file, a
+    PostgreSQL server gone): the CLI turns these into one line and exit 2, never a traceback."""
+    import sqlite3
+
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    try:
+        import psycopg
+    except ImportError:  # the postgres extra is not installed
+        return errors
+    return (*errors, psycopg.Error)
+
+
+def database_failed(exc: BaseException) -> None:
+    click.echo(f"error: the journal database failed: {type(exc).__name__}: {exc}\n"
+               "Check that the database is reachable and intact (a SQLite file: "
+               "sqlite3 FILE 'PRAGMA integrity_check'), then run `mit-network-audit verify`.", err=True)
+    sys.exit(2)
+
+
 @contextlib.contextmanager
 def verify_progress(store, *, show: bool = True):
     """A transient progress bar on stderr for a chain re-check; yields verify's progress callback
