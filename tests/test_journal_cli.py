@@ -61,6 +61,21 @@ def test_show_by_seq_and_event_id(sqlite_dsn):
     assert code == 2 and "no row" in out
 
 
+def test_show_odd_refs_are_a_clear_error_never_a_traceback(any_dsn):
+    dsn = filled(any_dsn)
+    event_id = json.loads(run("show", "--db", dsn, "2")[1])["event_id"]
+    code, out = run("show", "--db", dsn, event_id.upper())  # hex is hex, whatever its case
+    assert code == 0 and json.loads(out)["chain_seq"] == 2
+    code, out = run("show", "--db", dsn, " 2 ")
+    assert code == 0 and json.loads(out)["chain_seq"] == 2
+    for ref in ("99999999999999999999999", "0", "00000000000000000000000000000001"):  # past int64; a 32-digit id
+        code, out = run("show", "--db", dsn, ref)
+        assert code == 2 and "no row" in out, (ref, out)
+    for ref in ("\u00b2", "\u0663", "-1", "abc", "2; DROP TABLE egress_log"):  # a superscript, an Arabic digit
+        code, out = run("show", "--db", dsn, "--", ref)
+        assert code == 2 and "neither a chain_seq" in out and "event_id" in out, (ref, out)
+
+
 def test_verify_exit_codes(sqlite_dsn, tmp_path):
     dsn = filled(sqlite_dsn)
     code, out = run("verify", "--db", dsn)

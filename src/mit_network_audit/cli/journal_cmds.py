@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import string
 import sys
 import time
 
@@ -104,8 +105,20 @@ def _print(rows, fmt, console) -> None:
 @click.argument("ref")
 def show(dsn, ref):
     """One row in full, by chain_seq (a number) or event_id (32 hex characters)."""
+    text = ref.strip()
+    if len(text) == 32 and all(c in string.hexdigits for c in text):
+        lookup = ("event_id", text.lower())
+    elif text.isascii() and text.isdigit():
+        lookup = ("chain_seq", int(text))
+    else:
+        click.echo(f"error: {ref!r} is neither a chain_seq (a number, as `mit-network-audit log` shows) "
+                   "nor an event_id (32 hex characters)", err=True)
+        sys.exit(2)
     store = open_or_exit(dsn)
-    row = store.get(int(ref)) if ref.isdigit() else store.get_by_event_id(ref)
+    if lookup[0] == "event_id":
+        row = store.get_by_event_id(lookup[1])
+    else:
+        row = store.get(lookup[1]) if lookup[1] < 2**63 else None
     if row is None:
         click.echo(f"error: no row {ref!r} in this journal (see `mit-network-audit log`)", err=True)
         sys.exit(2)
