@@ -129,3 +129,20 @@ def test_follow_prints_in_order_and_skips_nothing_however_fast_rows_come(sqlite_
         proc.kill()
         proc.wait()
     assert seen == list(range(2, 4 + 2400))  # filled() wrote 1..3: the last two, then 4..2403
+
+
+def test_a_duration_further_back_than_1970_means_the_beginning(any_dsn):
+    dsn = filled(any_dsn)
+    for since in ("99999999999d", "9" * 60 + "w"):  # past SQLite's/PostgreSQL's 64-bit integers
+        code, out = run("log", "--db", dsn, "--format", "jsonl", "--since", since)
+        assert code == 0 and [json.loads(line)["chain_seq"] for line in out.splitlines()] == [3, 2, 1], out
+        code, out = run("report", "--db", dsn, "--format", "json", "--since", since)
+        assert code in (0, 1, 2) and json.loads(out)["period"]["since_us"] in (0, None), out
+    code, out = run("log", "--db", dsn, "--format", "jsonl", "--until", "99999999999d")
+    assert code == 0 and out.strip() == ""
+
+
+def test_prove_a_seq_past_64_bits_is_a_usage_error(sqlite_dsn):
+    dsn = filled(sqlite_dsn)
+    code, out = run("prove", "--db", dsn, "99999999999999999999")
+    assert code == 2 and "not in the range" in out

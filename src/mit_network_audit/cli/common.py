@@ -27,7 +27,8 @@ def parse_time_us(text: str | None) -> int | None:
         return None
     m = _REL.match(text.strip())
     if m:
-        return int((time.time() - int(m.group(1)) * _UNIT[m.group(2)]) * 1_000_000)
+        ago_us = int(m.group(1)) * _UNIT[m.group(2)] * 1_000_000
+        return max(0, time.time_ns() // 1000 - ago_us)  # further back than 1970: the beginning
     try:
         dt = datetime.fromisoformat(text.strip())
     except ValueError:

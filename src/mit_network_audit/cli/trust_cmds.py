@@ -184,7 +184,7 @@ def verify_bundle_cmd(bundle, public_key, fmt):
 @db_option
 @key_option
 @witness_option
-@click.argument("seq", type=int)
+@click.argument("seq", type=click.IntRange(1, 2**63 - 1))
 def prove_cmd(dsn, key_path, witness, seq):
     """One row with its RFC 9162 inclusion proof and the signed checkpoint (JSON)."""
     store = open_or_exit(dsn)
