@@ -92,3 +92,15 @@ def test_a_postgresql_journal_missing_its_table_is_one_line_and_exit_2(pg_dsn):
     assert result.exit_code == 2, result.output
     assert 'relation "egress_log" does not exist' in result.output and "Traceback" not in result.output
     assert not isinstance(result.exception, psycopg.Error)
+
+
+@pytest.mark.parametrize("command", ["rollup --loop", "checkpoint --loop"])
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+def test_a_loop_interval_that_is_not_a_positive_number_is_a_usage_error(sqlite_dsn, command, value):
+    from mit_network_audit.interceptor.event import internal_event
+    from mit_network_audit.journal import open_store
+
+    open_store(sqlite_dsn).append([internal_event("start")])
+    result = CliRunner().invoke(main, [*command.split(), "--db", sqlite_dsn, "--interval", value])
+    assert result.exit_code == 2, result.output  # it used to reach time.sleep(): a ValueError traceback
+    assert "Invalid value for '--interval'" in result.output and "greater than 0" in result.output

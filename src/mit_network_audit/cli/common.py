@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import sys
 import time
@@ -36,6 +37,13 @@ def parse_time_us(text: str | None) -> int | None:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1_000_000)
+
+
+def positive_seconds(ctx, param, value: float | None) -> float | None:
+    """A click callback for an --interval: a finite number of seconds above 0 (or not given)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value}: give a number of seconds greater than 0, e.g. 60")
+    return value
 
 
 def format_us(us: int | None) -> str:

@@ -18,7 +18,7 @@ from ..report import rollup as rollup_mod
 from ..report.catalogue import load_catalogue
 from ..report.render import render
 from ..report.trust import build_report
-from .common import db_option, open_or_exit, parse_time_us, verify_progress
+from .common import db_option, open_or_exit, parse_time_us, positive_seconds, verify_progress
 
 EXIT = {"all_clear": 0, "review": 1, "alarm": 2}
 
@@ -68,7 +68,7 @@ def report(dsn, since, until, fmt, run_verify, catalogues):
 @click.option("--rebuild", is_flag=True, help="drop the rollup and fold the whole journal again")
 @click.option("--check", is_flag=True, help="compare rollup totals with the journal")
 @click.option("--loop", is_flag=True, help="keep rolling up every --interval seconds (a scheduler; Ctrl-C stops)")
-@click.option("--interval", type=float, default=None,
+@click.option("--interval", type=float, default=None, callback=positive_seconds,
               help="with --loop: seconds between passes (default: the setting rollup.interval_s, re-read "
                    "at every pass)")
 def rollup(dsn, rebuild, check, loop, interval):

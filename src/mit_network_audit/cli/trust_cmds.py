@@ -16,7 +16,7 @@ from ..journal import settings as journal_settings
 from ..journal.export import BundleError, export_bundle, prove, verify_bundle
 from ..journal.keys import KeyProblem, default_key_path, init_key, load_signing_key, load_verifier
 from ..journal.vacuum import parse_age, vacuum
-from .common import db_option, open_or_exit, parse_time_us
+from .common import db_option, open_or_exit, parse_time_us, positive_seconds
 
 key_option = click.option("--key", "key_path", default=None, metavar="PATH",
                           help="Signing key file (default: $MNA_SIGNING_KEY_FILE or the user config dir; "
@@ -96,8 +96,8 @@ def keys_show(key_path):
 @db_option
 @key_option
 @witness_option
-@click.option("--every", "every_rows", type=int, default=None, help="With --loop: sign after this many new rows.")
-@click.option("--interval", type=float, default=None,
+@click.option("--every", "every_rows", type=click.IntRange(1, None), default=None, help="With --loop: sign after this many new rows.")
+@click.option("--interval", type=float, default=None, callback=positive_seconds,
               help="With --loop: sign after this many seconds (default: the setting checkpoint.interval_s, "
                    "re-read at every turn).")
 @click.option("--loop", is_flag=True, help="Keep running and sign every N rows or T seconds (a scheduler).")
