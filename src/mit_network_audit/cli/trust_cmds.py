@@ -50,8 +50,9 @@ def _setting(store, key: str, fallback):
 
 
 def _key(key_path, required=True):
+    """The signing key; a --key that was given must exist (never silently the default key instead)."""
     try:
-        return load_signing_key(key_path, required=required)
+        return load_signing_key(key_path, required=required or key_path is not None)
     except KeyProblem as exc:
         _fail(str(exc))
 
@@ -152,6 +153,9 @@ def export(dsn, key_path, witness, since, until, out):
         _fail(str(exc))
     except ckpt.TamperDetected as exc:
         _fail(f"cannot export: {exc}", 1)
+    except OSError as exc:  # --out in a missing directory, over a file, on a read-only or full disk
+        _fail(f"cannot write the bundle: {exc.strerror or exc}: {exc.filename or out!r} "
+              "(--out takes a directory, or a path ending in .zip in a directory that exists)")
     click.echo(f"bundle {out}: rows {info['first_seq']}..{info['last_seq']} ({info['rows']:,}), "
                f"checkpoint at {info['tree_size']:,}" + ("" if info["manifest_signed"] else " (manifest unsigned)"))
     if info["note"]:
