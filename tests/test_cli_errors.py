@@ -104,3 +104,17 @@ def test_a_loop_interval_that_is_not_a_positive_number_is_a_usage_error(sqlite_d
     result = CliRunner().invoke(main, [*command.split(), "--db", sqlite_dsn, "--interval", value])
     assert result.exit_code == 2, result.output  # it used to reach time.sleep(): a ValueError traceback
     assert "Invalid value for '--interval'" in result.output and "greater than 0" in result.output
+
+
+def test_the_sqlite_scheme_is_read_in_any_case(tmp_path, monkeypatch):
+    """`SQLite:///j.db` is the journal j.db, as `sqlite:///j.db` is; it used to be taken for a path
+    (a directory named 'SQLite:' made in the current directory)."""
+    from mit_network_audit.interceptor.event import internal_event
+    from mit_network_audit.journal import open_store
+
+    monkeypatch.chdir(tmp_path)
+    open_store("SQLite:///j.db").append([internal_event("start")])
+    assert sorted(p for p in os.listdir(tmp_path) if not p.startswith("j.db")) == []
+    result = CliRunner().invoke(main, ["log", "--db", f"SQLITE:///{tmp_path}/j.db".replace("///", "////"),
+                                       "--format", "jsonl"])
+    assert result.exit_code == 0 and '"method": "start"' in result.output, result.output

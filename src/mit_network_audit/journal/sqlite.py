@@ -164,10 +164,11 @@ def release_reserve(path: str) -> bool:
 
 
 def path_from_dsn(dsn: str) -> str:
-    if dsn.startswith("sqlite:///"):
-        return dsn[len("sqlite:///") - 1:] if dsn.startswith("sqlite:////") else dsn[len("sqlite:///"):]
-    if dsn.startswith("sqlite://"):
-        return dsn[len("sqlite://"):]
+    """``sqlite:///rel/path`` -> ``rel/path``, ``sqlite:////abs/path`` -> ``/abs/path`` (the scheme in
+    any case, as ``open_store`` reads it); anything else is a path already."""
+    if dsn[:len("sqlite://")].lower() == "sqlite://":
+        rest = dsn[len("sqlite://"):]
+        return rest[1:] if rest.startswith("/") else rest
     return dsn
 
 
