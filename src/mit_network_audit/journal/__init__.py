@@ -10,7 +10,7 @@ import os
 
 from .store import JournalRow, RowFilter, Store
 
-__all__ = ["JournalRow", "RowFilter", "Store", "default_dsn", "open_store"]
+__all__ = ["JournalRow", "RowFilter", "Store", "absolute_dsn", "default_dsn", "open_store"]
 
 
 def default_dsn() -> str:
@@ -21,6 +21,19 @@ def default_dsn() -> str:
     import platformdirs
 
     return "sqlite:///" + os.path.join(platformdirs.user_data_dir("mit-network-audit"), "journal.db")
+
+
+def absolute_dsn(dsn: str) -> str:
+    """``dsn`` with a relative SQLite path made absolute (against the current directory), for a DSN
+    handed to other processes: a child that changes directory must still write the same journal."""
+    if is_postgres(dsn) or ("://" in dsn and not dsn.lower().startswith("sqlite://")):
+        return dsn
+    from .sqlite import path_from_dsn
+
+    path = path_from_dsn(dsn)
+    if path in ("", ":memory:") or path.startswith("file:") or os.path.isabs(path):
+        return dsn
+    return ("sqlite:///" if "://" in dsn else "") + os.path.abspath(path)
 
 
 def is_postgres(dsn: str) -> bool:
