@@ -146,3 +146,9 @@ def test_prove_a_seq_past_64_bits_is_a_usage_error(sqlite_dsn):
     dsn = filled(sqlite_dsn)
     code, out = run("prove", "--db", dsn, "99999999999999999999")
     assert code == 2 and "not in the range" in out
+
+
+def test_verify_an_empty_journal(any_dsn):
+    open_store(any_dsn).close()  # made (as `run` makes it), nothing written yet
+    code, out = run("verify", "--db", any_dsn)
+    assert code == 0 and "chain intact: the journal has no rows yet" in out and "None" not in out, out

@@ -145,7 +145,9 @@ def verify(dsn, fmt):
     if fmt == "json":
         click.echo(json.dumps({"ok": ok, "chain": result.as_dict(), "checks": extra}, indent=2))
     else:
-        if result.ok:
+        if result.ok and not result.rows_checked:
+            click.secho("chain intact: the journal has no rows yet", fg="green")
+        elif result.ok:
             click.secho(f"chain intact: {result.rows_checked:,} rows (seq {result.first_seq}..{result.last_seq})",
                         fg="green")
         else:
