@@ -118,3 +118,16 @@ def test_the_sqlite_scheme_is_read_in_any_case(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["log", "--db", f"SQLITE:///{tmp_path}/j.db".replace("///", "////"),
                                        "--format", "jsonl"])
     assert result.exit_code == 0 and '"method": "start"' in result.output, result.output
+
+
+@pytest.mark.parametrize("command", [["log"], ["verify"], ["run", "--", "true"]])
+def test_a_password_in_the_dsn_is_not_echoed_in_errors(pg_dsn, command):
+    with_password = pg_dsn.replace("postgres@", "postgres:Sw0rdfish-secret@")  # trust auth: accepted, unused
+    closed_port = with_password.replace(":5432/", ":1/")
+    keyword_form = "host=127.0.0.1 port=1 user=postgres password=Sw0rdfish-secret dbname=x"
+    for dsn in ([closed_port, keyword_form, "mysql://u:Sw0rdfish-secret@h/x"]
+                + ([with_password] if command[0] != "run" else [])):  # no journal in it: "run" would make one
+        args = [command[0], "--db", dsn, *command[1:]]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, (dsn, result.output)
+        assert "Sw0rdfish-secret" not in result.output and "***" in result.output, result.output

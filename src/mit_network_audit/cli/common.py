@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import click
 
-from ..journal import default_dsn, open_store
+from ..journal import default_dsn, display_dsn, open_store
 
 DB_HELP = ("Journal DSN: a file path, sqlite:///path or postgresql://user@host/db. "
            "Default: $MNA_DB, else journal.db in the user data directory.")
@@ -61,7 +61,7 @@ def open_or_exit(dsn: str | None, *, create: bool = False):
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except Exception as exc:  # database down, bad DSN, permissions
-        click.echo(f"error: cannot open the journal {dsn!r}: {type(exc).__name__}: {exc}\n"
+        click.echo(f"error: cannot open the journal {display_dsn(dsn)!r}: {type(exc).__name__}: {exc}\n"
                    "Check the --db DSN (a path, sqlite:///path or postgresql://...) and that the database is reachable.",
                    err=True)
         sys.exit(2)

@@ -12,7 +12,7 @@ import time
 import click
 from rich.console import Console
 
-from ..journal import default_dsn, open_store
+from ..journal import default_dsn, display_dsn, open_store
 from ..report import integrity
 from ..report import rollup as rollup_mod
 from ..report.catalogue import load_catalogue
@@ -134,7 +134,7 @@ def demo(dsn, open_dashboard, port):
             if os.path.exists(path + suffix):
                 os.remove(path + suffix)
     open_store(dsn).close()
-    click.echo(f"journal: {dsn}")
+    click.echo(f"journal: {display_dsn(dsn)}")
     servers = standins.StandIns().start()
     catalogue_file = os.path.join(tempfile.mkdtemp(prefix="mna-demo-"), "demo-catalogue.toml")
     with open(catalogue_file, "w") as fh:
@@ -158,8 +158,9 @@ def demo(dsn, open_dashboard, port):
     rep = build_report(store, 0, catalogue=load_catalogue([catalogue_file]), integrity=integrity.check(store))
     click.echo()
     render(rep, Console(width=None if sys.stdout.isatty() else 120))
-    click.echo(f"\njournal: {dsn}\nnext: mit-network-audit log --db {dsn}   ·   "
-               f"mit-network-audit serve --db {dsn}")
+    shown = display_dsn(dsn)
+    click.echo(f"\njournal: {shown}\nnext: mit-network-audit log --db {shown}   ·   "
+               f"mit-network-audit serve --db {shown}")
     if open_dashboard:
         _open_dashboard(dsn, port)
 

@@ -7,10 +7,11 @@ default); ``postgresql://...`` -> PostgreSQL.
 from __future__ import annotations
 
 import os
+import re
 
 from .store import JournalRow, RowFilter, Store
 
-__all__ = ["JournalRow", "RowFilter", "Store", "absolute_dsn", "default_dsn", "open_store"]
+__all__ = ["JournalRow", "RowFilter", "Store", "absolute_dsn", "default_dsn", "display_dsn", "open_store"]
 
 
 def default_dsn() -> str:
@@ -36,6 +37,15 @@ def absolute_dsn(dsn: str) -> str:
     return ("sqlite:///" if "://" in dsn else "") + os.path.abspath(path)
 
 
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
+_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+
+
+def display_dsn(dsn: str) -> str:
+    """``dsn`` as it may be shown (an error message, a log line): a password in it is masked."""
+    return _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", dsn))
+
+
 def is_postgres(dsn: str) -> bool:
     return dsn.startswith(("postgresql://", "postgres://")) or dsn.startswith("host=")
 
@@ -50,7 +60,7 @@ def open_store(dsn: str | None = None, *, create: bool = True) -> Store:
         return PostgresStore(dsn, create=create)
     scheme = dsn.split("://", 1)[0].lower() if "://" in dsn else ""
     if scheme not in ("", "sqlite"):
-        raise ValueError(f"unknown journal DSN scheme {scheme!r} in {dsn!r}: "
+        raise ValueError(f"unknown journal DSN scheme {scheme!r} in {display_dsn(dsn)!r}: "
                          "use a file path, sqlite:///path or postgresql://user@host/db")
     from .sqlite import SQLiteStore
 
