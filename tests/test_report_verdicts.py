@@ -143,3 +143,26 @@ def test_demo_end_to_end_raises_the_alarm(tmp_path):
     assert evidence.addon == "crm_export_plus" and evidence.vendor_bound and evidence.req_bytes > 2048
     addons = {r.event.addon for r in store.rows(limit=1000)}
     assert {"mit_licence", "llm_assistant", "acme_mail_sync", "crm_export_plus", "demo_shop"} <= addons
+
+
+@pytest.mark.parametrize("content, says", [
+    ("not [toml", "TOMLDecodeError"),
+    ('[[component]]\nclass = "vendor"\n', "missing key 'name'"),
+    ('[[component]]\nname = "x"\ncidrs = ["999.1.1.1/8"]\n', "does not appear to be an IPv4 or IPv6 network"),
+])
+def test_report_with_a_bad_catalogue_is_one_line_and_exit_2(tmp_path, content, says):
+    from click.testing import CliRunner
+
+    from mit_network_audit.cli import main
+
+    dsn = f"sqlite:///{tmp_path}/j.db"
+    open_store(dsn).append([internal_event("start")])
+    bad = tmp_path / "mine.toml"
+    bad.write_text(content)
+    for args, env in ((["--catalogue", str(bad)], {}), ([], {"MNA_CATALOGUE": str(tmp_path / "absent.toml")})):
+        result = CliRunner().invoke(main, ["report", "--db", dsn, *args], env=env)
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error: catalogue ") and "Traceback" not in result.output, result.output
+        assert not isinstance(result.exception, ValueError | OSError)
+    result = CliRunner().invoke(main, ["report", "--db", dsn, "--catalogue", str(bad)])
+    assert str(bad) in result.output and says in result.output

@@ -15,7 +15,7 @@ from rich.console import Console
 from ..journal import default_dsn, display_dsn, open_store
 from ..report import integrity
 from ..report import rollup as rollup_mod
-from ..report.catalogue import load_catalogue
+from ..report.catalogue import CatalogueError, load_catalogue
 from ..report.render import render
 from ..report.trust import build_report
 from .common import db_option, open_or_exit, parse_time_us, positive_seconds, verify_progress
@@ -46,6 +46,11 @@ def report(dsn, since, until, fmt, run_verify, catalogues):
 
     Exit status 0 all clear, 1 review, 2 alarm — usable as a CI gate.
     """
+    try:
+        catalogue = load_catalogue(catalogues)
+    except CatalogueError as exc:
+        click.echo(f"error: {exc}\n(the format: docs/trust-report.md, \"The catalogue\")", err=True)
+        sys.exit(2)
     store = open_or_exit(dsn)
     checked, rows = None, store.max_seq()
     if run_verify or (run_verify is None and rows <= integrity.AUTO_ROWS):
@@ -55,7 +60,7 @@ def report(dsn, since, until, fmt, run_verify, catalogues):
     if checked is None and run_verify is None:
         pending = integrity.not_checked_message(rows, "`report --verify`, or `mit-network-audit verify`")
     rep = build_report(store, parse_time_us(since), parse_time_us(until),
-                       catalogue=load_catalogue(catalogues), integrity=checked, chain_pending=pending)
+                       catalogue=catalogue, integrity=checked, chain_pending=pending)
     if fmt == "json":
         click.echo(json.dumps(rep.as_dict(), indent=2, ensure_ascii=False))
     else:
