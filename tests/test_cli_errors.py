@@ -131,3 +131,23 @@ def test_a_password_in_the_dsn_is_not_echoed_in_errors(pg_dsn, command):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 2, (dsn, result.output)
         assert "Sw0rdfish-secret" not in result.output and "***" in result.output, result.output
+
+
+@pytest.mark.parametrize("command", ["serve", "demo --open"])
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_a_port_outside_1_to_65535_is_a_usage_error(sqlite_dsn, command, port):
+    # serve --port 99999 said "dashboard on http://127.0.0.1:99999/" and listened on 34463 (99999 mod 65536)
+    result = CliRunner().invoke(main, [*command.split(), "--db", sqlite_dsn, "--port", port])
+    assert result.exit_code == 2 and "Invalid value for '--port'" in result.output, result.output
+
+
+def test_user_remove_of_an_account_that_does_not_exist_says_so(sqlite_dsn):
+    runner = CliRunner()
+    result = runner.invoke(main, ["user", "remove", "nobody", "--db", sqlite_dsn])
+    assert result.exit_code == 2 and "no user 'nobody'" in result.output, result.output  # it said "removed nobody"
+    result = runner.invoke(main, ["user", "add", "alice", "--role", "viewer", "--password-stdin", "--db", sqlite_dsn],
+                           input="correct horse battery\n")
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["user", "remove", "alice", "--db", sqlite_dsn])
+    assert result.exit_code == 0 and "removed alice" in result.output
+    assert runner.invoke(main, ["user", "list", "--db", sqlite_dsn]).output == ""

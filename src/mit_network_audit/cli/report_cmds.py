@@ -121,7 +121,7 @@ def _rollup_loop(store, fixed: float | None) -> None:
 @db_option
 @click.option("--open/--no-open", "open_dashboard", default=False,
               help="then serve the dashboard on 127.0.0.1 and open it")
-@click.option("--port", default=8765, show_default=True, help="dashboard port with --open")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), help="dashboard port with --open")
 def demo(dsn, open_dashboard, port):
     """Audit a small example application against loopback stand-ins and print its Trust Report.
 
