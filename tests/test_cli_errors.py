@@ -2,6 +2,8 @@
 
 import os
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -151,3 +153,15 @@ def test_user_remove_of_an_account_that_does_not_exist_says_so(sqlite_dsn):
     result = runner.invoke(main, ["user", "remove", "alice", "--db", sqlite_dsn])
     assert result.exit_code == 0 and "removed alice" in result.output
     assert runner.invoke(main, ["user", "list", "--db", sqlite_dsn]).output == ""
+
+
+@pytest.mark.parametrize("dsn", ["sqlite:/x.db", "sqlite:x.db", "SQLite:/x.db", "postgresql:/db"])
+@pytest.mark.parametrize("command", ["log", "run -- true"])
+def test_a_mistyped_scheme_is_refused_not_taken_for_a_file_name(tmp_path, dsn, command):
+    name, *rest = command.split()
+    paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    done = subprocess.run([sys.executable, "-m", "mit_network_audit.cli", name, "--db", dsn, *rest], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)}, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "is not a DSN" in done.stderr and "sqlite:///" in done.stderr, done.stderr
+    assert os.listdir(tmp_path) == []  # it made a directory 'sqlite:' (or a file 'sqlite:x.db') here

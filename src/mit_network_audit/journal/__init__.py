@@ -27,8 +27,11 @@ def default_dsn() -> str:
 def absolute_dsn(dsn: str) -> str:
     """``dsn`` with a relative SQLite path made absolute (against the current directory), for a DSN
     handed to other processes: a child that changes directory must still write the same journal."""
-    if is_postgres(dsn) or ("://" in dsn and not dsn.lower().startswith("sqlite://")):
-        return dsn
+    if "://" in dsn:
+        if not dsn.lower().startswith("sqlite://"):
+            return dsn  # PostgreSQL, or a scheme open_store refuses
+    elif dsn.startswith("host=") or _SCHEME_TYPO.match(dsn):
+        return dsn  # PostgreSQL's keyword form, or a mistyped scheme open_store refuses
     from .sqlite import path_from_dsn
 
     path = path_from_dsn(dsn)
@@ -39,6 +42,9 @@ def absolute_dsn(dsn: str) -> str:
 
 _URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
 _KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+
+
+_SCHEME_TYPO = re.compile(r"(sqlite|postgres|postgresql):", re.IGNORECASE)
 
 
 def display_dsn(dsn: str) -> str:
@@ -59,6 +65,9 @@ def open_store(dsn: str | None = None, *, create: bool = True) -> Store:
             raise RuntimeError("PostgreSQL support needs the extra: pip install 'mit-network-audit[postgres]'") from exc
         return PostgresStore(dsn, create=create)
     scheme = dsn.split("://", 1)[0].lower() if "://" in dsn else ""
+    if not scheme and _SCHEME_TYPO.match(dsn):  # sqlite:/x, postgresql:x: not a file named so
+        raise ValueError(f"{display_dsn(dsn)!r} is not a DSN: write sqlite:///relative/path, "
+                         "sqlite:////absolute/path or postgresql://user@host/db (or a plain file path)")
     if scheme not in ("", "sqlite"):
         raise ValueError(f"unknown journal DSN scheme {scheme!r} in {display_dsn(dsn)!r}: "
                          "use a file path, sqlite:///path or postgresql://user@host/db")
