@@ -20,8 +20,6 @@ COMMAND_MODULES = (
     "forensic_cmds",  # forensic key init, list, read, purge
 )
 
-DB_HELP = "Journal DSN: a path, sqlite:///path or postgresql://... (default: $MNA_DB or the user data dir)."
-
 
 class _MainGroup(click.Group):
     def invoke(self, ctx: click.Context):

@@ -13,7 +13,8 @@ import click
 
 from ..journal import default_dsn, display_dsn, open_store
 
-DB_HELP = ("Journal DSN: a file path, sqlite:///path or postgresql://user@host/db. "
+DB_HELP = ("Journal DSN: a file path, sqlite:///relative/path, sqlite:////absolute/path or "
+           "postgresql://user@host/db. "
            "Default: $MNA_DB, else journal.db in the user data directory.")
 
 db_option = click.option("--db", "dsn", default=None, metavar="DSN", help=DB_HELP)
