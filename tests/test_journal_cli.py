@@ -152,3 +152,14 @@ def test_verify_an_empty_journal(any_dsn):
     open_store(any_dsn).close()  # made (as `run` makes it), nothing written yet
     code, out = run("verify", "--db", any_dsn)
     assert code == 0 and "chain intact: the journal has no rows yet" in out and "None" not in out, out
+
+
+def test_log_host_is_matched_as_the_journal_keeps_hosts(sqlite_dsn):
+    dsn = filled(sqlite_dsn)
+    store = open_store(dsn)
+    store.append([outbound("::1"), outbound("bücher.example")])
+    store.close()
+    for given, seq in (("API.Acme.Example", 2), ("api.acme.example.", 2), ("[::1]", 4), ("::1", 4),
+                       ("BÜCHER.example", 5)):
+        code, out = run("log", "--db", dsn, "--format", "jsonl", "--host", given)
+        assert code == 0 and [json.loads(line)["chain_seq"] for line in out.splitlines()] == [seq], (given, out)

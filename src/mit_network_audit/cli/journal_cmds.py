@@ -40,7 +40,7 @@ def _row_table(rows) -> Table:
 @db_option
 @click.option("--direction", type=click.Choice(["inbound", "outbound", "internal"]))
 @click.option("--channel", help="e.g. requests, httpx, smtp, socket, wsgi")
-@click.option("--host", help="exact destination host")
+@click.option("--host", help="exact destination host (any case; an IPv6 address with or without [ ])")
 @click.option("--addon", help="exact owner (module / distribution)")
 @click.option("--vendor-bound/--not-vendor-bound", default=None, help="only rows bound (or not) to the vendor")
 @click.option("--outcome", type=click.Choice(["ok", "error"]))
@@ -59,6 +59,8 @@ def log(dsn, direction, channel, host, addon, vendor_bound, outcome, since, unti
       mit-network-audit log --addon acme_connector --format jsonl > rows.jsonl
       mit-network-audit log --follow
     """
+    if host:  # as the journal keeps hosts: lower case, no trailing dot, an IPv6 address without brackets
+        host = host.strip().lower().rstrip(".").removeprefix("[").removesuffix("]") or host
     store = open_or_exit(dsn)
     flt = RowFilter(direction=direction, channel=channel, host=host, addon=addon, vendor_bound=vendor_bound,
                     outcome=outcome, since_us=parse_time_us(since), until_us=parse_time_us(until), text=text)
