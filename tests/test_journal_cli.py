@@ -163,3 +163,14 @@ def test_log_host_is_matched_as_the_journal_keeps_hosts(sqlite_dsn):
                        ("BÜCHER.example", 5)):
         code, out = run("log", "--db", dsn, "--format", "jsonl", "--host", given)
         assert code == 0 and [json.loads(line)["chain_seq"] for line in out.splitlines()] == [seq], (given, out)
+
+
+def test_a_period_that_ends_before_it_begins_is_a_usage_error(sqlite_dsn, tmp_path):
+    dsn = filled(sqlite_dsn)
+    for command in (["log"], ["report"], ["export", "--out", str(tmp_path / "b")]):
+        for since, until in (("1h", "2d"), ("2026-12-01", "2026-11-01")):
+            code, out = run(*command, "--db", dsn, "--since", since, "--until", until)
+            assert code == 2 and f"--since {since} is after --until {until}" in out, (command, out)  # report: all clear
+        code, out = run(*command, "--db", dsn, "--until", "yesterday")
+        assert code == 2 and "Invalid value for '--until'" in out, (command, out)
+    assert not (tmp_path / "b").exists()

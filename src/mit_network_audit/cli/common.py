@@ -40,6 +40,23 @@ def parse_time_us(text: str | None) -> int | None:
     return int(dt.timestamp() * 1_000_000)
 
 
+def parse_period(since: str | None, until: str | None) -> tuple[int | None, int | None]:
+    """--since and --until as microseconds (``parse_time_us``); a usage error naming the option when
+    one cannot be read, or when the period ends before it begins."""
+    times = []
+    for option, text in (("--since", since), ("--until", until)):
+        try:
+            times.append(parse_time_us(text))
+        except click.BadParameter as exc:
+            exc.param_hint = f"'{option}'"
+            raise
+    since_us, until_us = times
+    if since_us is not None and until_us is not None and since_us > until_us:
+        raise click.UsageError(f"--since {since} is after --until {until}: the period would be empty "
+                               "(a duration counts back from now: --since 7d --until 1d)")
+    return since_us, until_us
+
+
 def positive_seconds(ctx, param, value: float | None) -> float | None:
     """A click callback for an --interval: a finite number of seconds above 0 (or not given)."""
     if value is not None and not (math.isfinite(value) and value > 0):

@@ -14,7 +14,7 @@ from rich.table import Table
 from ..journal.store import RowFilter
 from ..journal.verify import verify as verify_journal
 from ..report import integrity
-from .common import db_option, format_us, open_or_exit, parse_time_us, verify_progress
+from .common import db_option, format_us, open_or_exit, parse_period, verify_progress
 
 
 def register(group: click.Group) -> None:
@@ -61,9 +61,10 @@ def log(dsn, direction, channel, host, addon, vendor_bound, outcome, since, unti
     """
     if host:  # as the journal keeps hosts: lower case, no trailing dot, an IPv6 address without brackets
         host = host.strip().lower().rstrip(".").removeprefix("[").removesuffix("]") or host
+    since_us, until_us = parse_period(since, until)
     store = open_or_exit(dsn)
     flt = RowFilter(direction=direction, channel=channel, host=host, addon=addon, vendor_bound=vendor_bound,
-                    outcome=outcome, since_us=parse_time_us(since), until_us=parse_time_us(until), text=text)
+                    outcome=outcome, since_us=since_us, until_us=until_us, text=text)
     console = Console(width=None if sys.stdout.isatty() else 160)
     if not follow:
         _print(store.rows(flt, limit=limit), fmt, console)

@@ -18,7 +18,7 @@ from ..report import rollup as rollup_mod
 from ..report.catalogue import CatalogueError, load_catalogue
 from ..report.render import render
 from ..report.trust import build_report
-from .common import db_option, open_or_exit, parse_time_us, positive_seconds, verify_progress
+from .common import db_option, open_or_exit, parse_period, positive_seconds, verify_progress
 
 EXIT = {"all_clear": 0, "review": 1, "alarm": 2}
 
@@ -46,6 +46,7 @@ def report(dsn, since, until, fmt, run_verify, catalogues):
 
     Exit status 0 all clear, 1 review, 2 alarm — usable as a CI gate.
     """
+    since_us, until_us = parse_period(since, until)
     try:
         catalogue = load_catalogue(catalogues)
     except CatalogueError as exc:
@@ -59,7 +60,7 @@ def report(dsn, since, until, fmt, run_verify, catalogues):
     pending = None
     if checked is None and run_verify is None:
         pending = integrity.not_checked_message(rows, "`report --verify`, or `mit-network-audit verify`")
-    rep = build_report(store, parse_time_us(since), parse_time_us(until),
+    rep = build_report(store, since_us, until_us,
                        catalogue=catalogue, integrity=checked, chain_pending=pending)
     if fmt == "json":
         click.echo(json.dumps(rep.as_dict(), indent=2, ensure_ascii=False))

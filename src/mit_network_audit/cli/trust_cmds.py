@@ -16,7 +16,7 @@ from ..journal import settings as journal_settings
 from ..journal.export import BundleError, export_bundle, prove, verify_bundle
 from ..journal.keys import KeyProblem, default_key_path, init_key, load_signing_key, load_verifier
 from ..journal.vacuum import parse_age, vacuum
-from .common import db_option, open_or_exit, parse_time_us, positive_seconds
+from .common import db_option, open_or_exit, parse_period, positive_seconds
 
 key_option = click.option("--key", "key_path", default=None, metavar="PATH",
                           help="Signing key file (default: $MNA_SIGNING_KEY_FILE or the user config dir; "
@@ -144,10 +144,11 @@ def checkpoint(dsn, key_path, witness, every_rows, interval, loop):
 @click.option("--out", required=True, metavar="BUNDLE", help="A directory, or a path ending in .zip")
 def export(dsn, key_path, witness, since, until, out):
     """Write a signed proof bundle of the rows in a period, for an auditor."""
+    since_us, until_us = parse_period(since, until)
     store = open_or_exit(dsn)
     key = _key(key_path, required=False)
     try:
-        info = export_bundle(store, out, since_us=parse_time_us(since), until_us=parse_time_us(until), key=key,
+        info = export_bundle(store, out, since_us=since_us, until_us=until_us, key=key,
                              witness_path=witness)
     except BundleError as exc:
         _fail(str(exc))
