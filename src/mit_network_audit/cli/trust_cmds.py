@@ -6,6 +6,7 @@ Exit status everywhere: 0 success, 1 a check failed (tampering), 2 usage or I/O 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -39,6 +40,13 @@ def register(group: click.Group) -> None:
 def _fail(message: str, code: int = 2):
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def _os_fail(exc: OSError, doing: str, hint: str = "") -> None:
+    """A file the command needs could not be written (the journal's signer lock beside it, the witness
+    file, the bundle): one line naming it, exit 2."""
+    where = "" if exc.filename is None else f": {exc.filename!r}"
+    _fail(f"{doing}: {exc.strerror or exc}{where}{hint}")
 
 
 def _setting(store, key: str, fallback):
@@ -131,6 +139,8 @@ def checkpoint(dsn, key_path, witness, every_rows, interval, loop):
         _fail(f"refusing to sign: {exc}", 1)
     except ckpt.EmptyJournal as exc:
         _fail(str(exc))
+    except OSError as exc:  # a read-only journal directory (its signer lock), an unwritable witness file
+        _os_fail(exc, "cannot sign a checkpoint")
     except KeyboardInterrupt:
         pass
 
@@ -155,8 +165,10 @@ def export(dsn, key_path, witness, since, until, out):
     except ckpt.TamperDetected as exc:
         _fail(f"cannot export: {exc}", 1)
     except OSError as exc:  # --out in a missing directory, over a file, on a read-only or full disk
-        _fail(f"cannot write the bundle: {exc.strerror or exc}: {exc.filename or out!r} "
-              "(--out takes a directory, or a path ending in .zip in a directory that exists)")
+        if exc.filename is None or os.path.abspath(str(exc.filename)).startswith(os.path.abspath(out)):
+            _os_fail(exc, "cannot write the bundle",
+                     " (--out takes a directory, or a path ending in .zip in a directory that exists)")
+        _os_fail(exc, "cannot export")  # the journal's signer lock, the witness file
     click.echo(f"bundle {out}: rows {info['first_seq']}..{info['last_seq']} ({info['rows']:,}), "
                f"checkpoint at {info['tree_size']:,}" + ("" if info["manifest_signed"] else " (manifest unsigned)"))
     if info["note"]:
@@ -226,6 +238,8 @@ def vacuum_cmd(dsn, key_path, witness, older_than, yes):
         res = vacuum(store, older_than_s=seconds, key=key, witness_path=witness)
     except ckpt.TamperDetected as exc:
         _fail(f"vacuum refused: {exc}", 1)
+    except OSError as exc:
+        _os_fail(exc, "vacuum refused, nothing deleted")
     click.echo(res.message)
 
 
