@@ -817,3 +817,38 @@ def test_forked_worker_captures_with_its_own_writer(tmp_path, servers, key, audi
     (info,) = forensic.list_bodies(store)
     assert info.chain_seq is not None and store.get(info.chain_seq).event.pid == pid
     assert forensic.read_body(store, info.event_id, actor="olga").body == canary.body
+
+
+def test_cli_read_odd_refs_and_an_out_that_cannot_be_written(tmp_path, key):
+    dsn = f"sqlite:///{tmp_path}/journal.db"
+    _event_id, seq = _stored_body(dsn, key, b"the body")
+
+    def read(*args):
+        return subprocess.run([*CLI, "forensic", "read", "--db", dsn, "--actor", "olga", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    def reads():
+        return sum(r.event.method == "forensic_read" for r in open_store(dsn).iter_range())
+
+    for ref in ("99999999999999999999999", "\u00b2"):  # past 64 bits; a superscript two (str.isdigit)
+        done = read("--", ref)
+        assert done.returncode == 1 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+    (tmp_path / "keep.txt").write_text("precious")
+    for out in (tmp_path / "missing" / "f", tmp_path):  # FileNotFoundError, IsADirectoryError
+        done = read(str(seq), "--out", str(out))
+        assert done.returncode == 2 and "nothing was read" in done.stderr, done.stderr
+    assert reads() == 0  # refused before decrypting: no read journaled
+    done = read("999", "--out", str(tmp_path / "keep.txt"))
+    assert done.returncode == 1 and (tmp_path / "keep.txt").read_text() == "precious"  # not truncated
+    done = read("999", "--out", str(tmp_path / "new.txt"))
+    assert done.returncode == 1 and not (tmp_path / "new.txt").exists()
+    done = read(str(seq), "--out", str(tmp_path / "keep.txt"))
+    assert done.returncode == 0 and (tmp_path / "keep.txt").read_bytes() == b"the body" and reads() == 1
+
+
+def test_purge_with_a_window_reaching_before_1970(tmp_path, key):
+    dsn = f"sqlite:///{tmp_path}/journal.db"
+    _stored_body(dsn, key, b"the body")
+    done = subprocess.run([*CLI, "forensic", "purge", "--db", dsn, "--older-than-days", "99999999999999"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "purged 0 bodies" in done.stdout, done.stderr

@@ -61,6 +61,21 @@ def test_show_by_seq_and_event_id(sqlite_dsn):
     assert code == 2 and "no row" in out
 
 
+def test_show_odd_refs_are_a_clear_error_never_a_traceback(any_dsn):
+    dsn = filled(any_dsn)
+    event_id = json.loads(run("show", "--db", dsn, "2")[1])["event_id"]
+    code, out = run("show", "--db", dsn, event_id.upper())  # hex is hex, whatever its case
+    assert code == 0 and json.loads(out)["chain_seq"] == 2
+    code, out = run("show", "--db", dsn, " 2 ")
+    assert code == 0 and json.loads(out)["chain_seq"] == 2
+    for ref in ("99999999999999999999999", "0", "00000000000000000000000000000001"):  # past int64; a 32-digit id
+        code, out = run("show", "--db", dsn, ref)
+        assert code == 2 and "no row" in out, (ref, out)
+    for ref in ("\u00b2", "\u0663", "-1", "abc", "2; DROP TABLE egress_log"):  # a superscript, an Arabic digit
+        code, out = run("show", "--db", dsn, "--", ref)
+        assert code == 2 and "neither a chain_seq" in out and "event_id" in out, (ref, out)
+
+
 def test_verify_exit_codes(sqlite_dsn, tmp_path):
     dsn = filled(sqlite_dsn)
     code, out = run("verify", "--db", dsn)
@@ -114,3 +129,48 @@ def test_follow_prints_in_order_and_skips_nothing_however_fast_rows_come(sqlite_
         proc.kill()
         proc.wait()
     assert seen == list(range(2, 4 + 2400))  # filled() wrote 1..3: the last two, then 4..2403
+
+
+def test_a_duration_further_back_than_1970_means_the_beginning(any_dsn):
+    dsn = filled(any_dsn)
+    for since in ("99999999999d", "9" * 60 + "w"):  # past SQLite's/PostgreSQL's 64-bit integers
+        code, out = run("log", "--db", dsn, "--format", "jsonl", "--since", since)
+        assert code == 0 and [json.loads(line)["chain_seq"] for line in out.splitlines()] == [3, 2, 1], out
+        code, out = run("report", "--db", dsn, "--format", "json", "--since", since)
+        assert code in (0, 1, 2) and json.loads(out)["period"]["since_us"] in (0, None), out
+    code, out = run("log", "--db", dsn, "--format", "jsonl", "--until", "99999999999d")
+    assert code == 0 and out.strip() == ""
+
+
+def test_prove_a_seq_past_64_bits_is_a_usage_error(sqlite_dsn):
+    dsn = filled(sqlite_dsn)
+    code, out = run("prove", "--db", dsn, "99999999999999999999")
+    assert code == 2 and "not in the range" in out
+
+
+def test_verify_an_empty_journal(any_dsn):
+    open_store(any_dsn).close()  # made (as `run` makes it), nothing written yet
+    code, out = run("verify", "--db", any_dsn)
+    assert code == 0 and "chain intact: the journal has no rows yet" in out and "None" not in out, out
+
+
+def test_log_host_is_matched_as_the_journal_keeps_hosts(sqlite_dsn):
+    dsn = filled(sqlite_dsn)
+    store = open_store(dsn)
+    store.append([outbound("::1"), outbound("bücher.example")])
+    store.close()
+    for given, seq in (("API.Acme.Example", 2), ("api.acme.example.", 2), ("[::1]", 4), ("::1", 4),
+                       ("BÜCHER.example", 5)):
+        code, out = run("log", "--db", dsn, "--format", "jsonl", "--host", given)
+        assert code == 0 and [json.loads(line)["chain_seq"] for line in out.splitlines()] == [seq], (given, out)
+
+
+def test_a_period_that_ends_before_it_begins_is_a_usage_error(sqlite_dsn, tmp_path):
+    dsn = filled(sqlite_dsn)
+    for command in (["log"], ["report"], ["export", "--out", str(tmp_path / "b")]):
+        for since, until in (("1h", "2d"), ("2026-12-01", "2026-11-01")):
+            code, out = run(*command, "--db", dsn, "--since", since, "--until", until)
+            assert code == 2 and f"--since {since} is after --until {until}" in out, (command, out)  # report: all clear
+        code, out = run(*command, "--db", dsn, "--until", "yesterday")
+        assert code == 2 and "Invalid value for '--until'" in out, (command, out)
+    assert not (tmp_path / "b").exists()

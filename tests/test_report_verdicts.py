@@ -167,3 +167,26 @@ def test_inbound_connections_are_counted_apart_from_requests(tmp_path):
     text = console.export_text()
     assert "Inbound: 1 request(s) served." in text
     assert "3 TCP connection(s) accepted outside any HTTP layer, on listeners opened by acme_connector (3)" in text
+
+
+@pytest.mark.parametrize("content, says", [
+    ("not [toml", "TOMLDecodeError"),
+    ('[[component]]\nclass = "vendor"\n', "missing key 'name'"),
+    ('[[component]]\nname = "x"\ncidrs = ["999.1.1.1/8"]\n', "does not appear to be an IPv4 or IPv6 network"),
+])
+def test_report_with_a_bad_catalogue_is_one_line_and_exit_2(tmp_path, content, says):
+    from click.testing import CliRunner
+
+    from mit_network_audit.cli import main
+
+    dsn = f"sqlite:///{tmp_path}/j.db"
+    open_store(dsn).append([internal_event("start")])
+    bad = tmp_path / "mine.toml"
+    bad.write_text(content)
+    for args, env in ((["--catalogue", str(bad)], {}), ([], {"MNA_CATALOGUE": str(tmp_path / "absent.toml")})):
+        result = CliRunner().invoke(main, ["report", "--db", dsn, *args], env=env)
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error: catalogue ") and "Traceback" not in result.output, result.output
+        assert not isinstance(result.exception, ValueError | OSError)
+    result = CliRunner().invoke(main, ["report", "--db", dsn, "--catalogue", str(bad)])
+    assert str(bad) in result.output and says in result.output

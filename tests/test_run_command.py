@@ -128,3 +128,26 @@ def test_run_hands_the_process_over_same_pid_signals_and_exit_status(tmp_path):
     assert missing.returncode == 127 and "command not found" in missing.stderr
     store = open_store(dsn)
     assert [r.event.method for r in store.rows(limit=10)][::-1][:2] == ["start", "stop"]  # the handler's exit flushed
+
+
+def test_run_with_a_relative_journal_path_keeps_every_child_in_that_journal(tmp_path, http_server):
+    """`run --db rel.db`: the program changes directory, then starts a Python child; the child's
+    rows go to the journal named (against run's own directory), not to a second rel.db elsewhere."""
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    child = f"import urllib.request; urllib.request.urlopen('{http_server}/echo').read()"
+    program = (f"import os, subprocess, sys\nos.chdir({str(elsewhere)!r})\n"
+               f"sys.exit(subprocess.run([sys.executable, '-c', {child!r}]).returncode)\n")
+    paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}  # this checkout, from any directory
+    for dsn in ("rel.db", "sqlite:///rel2.db"):
+        done = subprocess.run([*CLI, "run", "--db", dsn, "--", "python", "-c", program], cwd=here, env=env,
+                              timeout=60)
+        assert done.returncode == 0
+    assert os.listdir(elsewhere) == []
+    for name in ("rel.db", "rel2.db"):
+        store = open_store(str(here / name), create=False)
+        rows = [r.event for r in store.rows(limit=100)]
+        assert [e.path for e in rows if e.channel == "urllib"] == ["/echo"]  # the child's call
+        assert verify(store).ok

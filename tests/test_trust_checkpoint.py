@@ -251,3 +251,29 @@ def test_empty_journal_is_not_signed(tmp_path, key_env):  # noqa: F811
     assert result.exit_code == 2 and "empty" in result.output
     assert all(c["ok"] for c in ckpt.verify_trust(store))
     store.close()
+
+
+def test_cli_signing_where_a_file_cannot_be_written_is_one_line_and_exit_2(tmp_path, key_env):  # noqa: F811
+    """The signer lock beside the journal or the witness file cannot be made (a read-only directory;
+    here a directory in the way, which root cannot write either): one line naming it, exit 2."""
+    from trust_support import old_events
+
+    dsn = f"sqlite:///{tmp_path}/j.db"
+    store = open_store(dsn)
+    store.append(old_events(3))
+    store.append(events(3))
+    store.close()
+    runner = CliRunner()
+    (tmp_path / "witness-dir").mkdir()
+    commands = (["checkpoint"], ["vacuum", "--yes", "--older-than", "30d"], ["export", "--out", str(tmp_path / "b")])
+    for command in commands:
+        result = runner.invoke(main, [*command, "--db", dsn, "--witness", str(tmp_path / "witness-dir")])
+        assert result.exit_code == 2 and "witness-dir" in result.output, (command, result.output)
+        assert not isinstance(result.exception, OSError), result.output
+    (tmp_path / "j.db.signer.lock").unlink(missing_ok=True)  # left by the runs above
+    (tmp_path / "j.db.signer.lock").mkdir()
+    for command in commands:
+        result = runner.invoke(main, [*command, "--db", dsn])
+        assert result.exit_code == 2 and "j.db.signer.lock" in result.output, (command, result.output)
+        assert "cannot write the bundle" not in result.output  # the bundle is not what failed
+    assert open_store(dsn).min_seq() == 1  # the vacuum deleted nothing

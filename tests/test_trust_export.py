@@ -247,3 +247,27 @@ def test_export_without_the_private_key(tmp_path, key_env, monkeypatch):  # noqa
     (tmp_path / "b" / "rows.jsonl").write_bytes(rows.replace(b"api.example", b"api.exampla", 1))
     assert not verify_bundle(str(tmp_path / "b"), pub).ok  # rows are still proven by the checkpoint
     store.close()
+
+
+def test_cli_export_to_a_place_it_cannot_write_is_one_line_and_exit_2(tmp_path, key_env):  # noqa: F811
+    dsn = f"sqlite:///{tmp_path}/j.db"
+    open_store(dsn).append(events(3))
+    (tmp_path / "a-file").write_text("x")
+    runner = CliRunner()
+    for out in (tmp_path / "missing-dir" / "b.zip", tmp_path / "a-file", tmp_path / "a-file" / "b", ""):
+        result = runner.invoke(main, ["export", "--db", dsn, "--out", str(out)])
+        assert result.exit_code == 2, (out, result.output)
+        assert result.output.startswith("error: cannot write the bundle") and "--out" in result.output
+        assert not isinstance(result.exception, OSError)
+    assert (tmp_path / "a-file").read_text() == "x"
+
+
+def test_cli_export_and_prove_refuse_a_named_key_that_does_not_exist(tmp_path, key_env):  # noqa: F811
+    dsn = f"sqlite:///{tmp_path}/j.db"
+    open_store(dsn).append(events(3))
+    missing = str(tmp_path / "typo.key")
+    runner = CliRunner()
+    for args in (["export", "--out", str(tmp_path / "b")], ["prove", "2"]):
+        result = runner.invoke(main, [*args, "--db", dsn, "--key", missing])
+        assert result.exit_code == 2 and f"no signing key at {missing}" in result.output, result.output
+    assert not (tmp_path / "b").exists()  # not signed with the default key instead

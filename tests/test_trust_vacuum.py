@@ -150,3 +150,20 @@ def test_postgres_delete_that_sets_the_vacuum_setting_itself_is_caught(trust_pg,
     alarms = {c["name"]: c["message"] for c in ckpt.verify_trust(store) if not c["ok"]}
     assert "no valid retention anchor" in alarms["retention anchor"], alarms
     store.close()
+
+
+def test_vacuum_cli_odd_windows(tmp_path, key_env):  # noqa: F811
+    dsn = f"sqlite:///{tmp_path}/j.db"
+    store = open_store(dsn)
+    store.append(old_events(5))
+    store.append(events(3))
+    store.close()
+    runner = CliRunner()
+    for window in ("0d", "0s", "\u00b2d"):  # nothing kept at all; a superscript two
+        result = runner.invoke(main, ["vacuum", "--db", dsn, "--older-than", window, "--yes"])
+        assert result.exit_code == 2 and result.output.startswith("error: "), (window, result.output)
+    assert "0 would remove every row" in runner.invoke(main, ["vacuum", "--db", dsn, "--older-than", "0d"]).output
+    for window in ("99999999999d", "9" * 40 + "w"):  # reaching before 1970 (past 64-bit microseconds)
+        result = runner.invoke(main, ["vacuum", "--db", dsn, "--older-than", window, "--yes"])
+        assert result.exit_code == 0 and "nothing older than the retention window" in result.output, result.output
+    assert open_store(dsn).min_seq() == 1  # nothing removed by any of them

@@ -20,10 +20,18 @@ COMMAND_MODULES = (
     "forensic_cmds",  # forensic key init, list, read, purge
 )
 
-DB_HELP = "Journal DSN: a path, sqlite:///path or postgresql://... (default: $MNA_DB or the user data dir)."
+
+class _MainGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        from .common import database_errors, database_failed
+
+        try:
+            return super().invoke(ctx)
+        except database_errors() as exc:
+            database_failed(exc)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_MainGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="mit-network-audit")
 def main() -> None:
     """MIT Network Audit: prove where a Python server's data goes.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import sys
 import time
@@ -10,9 +11,10 @@ from datetime import UTC, datetime
 
 import click
 
-from ..journal import default_dsn, open_store
+from ..journal import default_dsn, display_dsn, open_store
 
-DB_HELP = ("Journal DSN: a file path, sqlite:///path or postgresql://user@host/db. "
+DB_HELP = ("Journal DSN: a file path, sqlite:///relative/path, sqlite:////absolute/path or "
+           "postgresql://user@host/db. "
            "Default: $MNA_DB, else journal.db in the user data directory.")
 
 db_option = click.option("--db", "dsn", default=None, metavar="DSN", help=DB_HELP)
@@ -27,7 +29,8 @@ def parse_time_us(text: str | None) -> int | None:
         return None
     m = _REL.match(text.strip())
     if m:
-        return int((time.time() - int(m.group(1)) * _UNIT[m.group(2)]) * 1_000_000)
+        ago_us = int(m.group(1)) * _UNIT[m.group(2)] * 1_000_000
+        return max(0, time.time_ns() // 1000 - ago_us)  # further back than 1970: the beginning
     try:
         dt = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -35,6 +38,30 @@ def parse_time_us(text: str | None) -> int | None:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1_000_000)
+
+
+def parse_period(since: str | None, until: str | None) -> tuple[int | None, int | None]:
+    """--since and --until as microseconds (``parse_time_us``); a usage error naming the option when
+    one cannot be read, or when the period ends before it begins."""
+    times = []
+    for option, text in (("--since", since), ("--until", until)):
+        try:
+            times.append(parse_time_us(text))
+        except click.BadParameter as exc:
+            exc.param_hint = f"'{option}'"
+            raise
+    since_us, until_us = times
+    if since_us is not None and until_us is not None and since_us > until_us:
+        raise click.UsageError(f"--since {since} is after --until {until}: the period would be empty "
+                               "(a duration counts back from now: --since 7d --until 1d)")
+    return since_us, until_us
+
+
+def positive_seconds(ctx, param, value: float | None) -> float | None:
+    """A click callback for an --interval: a finite number of seconds above 0 (or not given)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value}: give a number of seconds greater than 0, e.g. 60")
+    return value
 
 
 def format_us(us: int | None) -> str:
@@ -52,10 +79,30 @@ def open_or_exit(dsn: str | None, *, create: bool = False):
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except Exception as exc:  # database down, bad DSN, permissions
-        click.echo(f"error: cannot open the journal {dsn!r}: {type(exc).__name__}: {exc}\n"
+        click.echo(f"error: cannot open the journal {display_dsn(dsn)!r}: {type(exc).__name__}: {exc}\n"
                    "Check the --db DSN (a path, sqlite:///path or postgresql://...) and that the database is reachable.",
                    err=True)
         sys.exit(2)
+
+
+def database_errors() -> tuple[type[BaseException], ...]:
+    """What a store raises when the database itself fails mid-command (a damaged SQLite file, a
+    PostgreSQL server gone): the CLI turns these into one line and exit 2, never a traceback."""
+    import sqlite3
+
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    try:
+        import psycopg
+    except ImportError:  # the postgres extra is not installed
+        return errors
+    return (*errors, psycopg.Error)
+
+
+def database_failed(exc: BaseException) -> None:
+    click.echo(f"error: the journal database failed: {type(exc).__name__}: {exc}\n"
+               "Check that the database is reachable and intact (a SQLite file: "
+               "sqlite3 FILE 'PRAGMA integrity_check'), then run `mit-network-audit verify`.", err=True)
+    sys.exit(2)
 
 
 @contextlib.contextmanager

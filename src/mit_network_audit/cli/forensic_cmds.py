@@ -210,15 +210,26 @@ def read_cmd(dsn, ref, actor, out, key_path):
     """Decrypt one captured body.  The read is journaled first; if it cannot be, nothing is shown."""
     store = open_or_exit(dsn)
     actor = actor or _login()
+    fd, made = None, False
+    if out:  # opened before the read: a FILE that cannot be written fails with nothing read or journaled
+        made = not os.path.lexists(out)
+        try:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o600)
+        except OSError as exc:
+            _fail(f"cannot write {out!r}: {exc.strerror or exc} (nothing was read)")
     try:
         key = forensic.load_key(key_path, required=True)
         got = forensic.read_body(store, ref, actor=actor, via="cli", key=key)
-    except forensic.ReadRefused as exc:
-        _fail(str(exc), 1)
-    except forensic.NoSuchBody as exc:
-        _fail(str(exc), 1)
-    except forensic.ForensicProblem as exc:
-        _fail(str(exc), 2)
+    except BaseException as exc:
+        if fd is not None:
+            os.close(fd)
+            if made:
+                os.unlink(out)
+        if isinstance(exc, forensic.ReadRefused | forensic.NoSuchBody):
+            _fail(str(exc), 1)
+        if isinstance(exc, forensic.ForensicProblem):
+            _fail(str(exc), 2)
+        raise
     info = got.info
     click.echo(
         f"event {info.event_id} (row {info.chain_seq if info.chain_seq is not None else '-'}): "
@@ -226,8 +237,8 @@ def read_cmd(dsn, ref, actor, out, key_path):
         f"this read is journal row {got.read_seq}",
         err=True,
     )
-    if out:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if fd is not None:
+        os.ftruncate(fd, 0)
         with os.fdopen(fd, "wb") as fh:
             fh.write(got.body)
         click.echo(f"written to {out}", err=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import string
 import sys
 import time
 
@@ -13,7 +14,7 @@ from rich.table import Table
 from ..journal.store import RowFilter
 from ..journal.verify import verify as verify_journal
 from ..report import integrity
-from .common import db_option, format_us, open_or_exit, parse_time_us, verify_progress
+from .common import db_option, format_us, open_or_exit, parse_period, verify_progress
 
 
 def register(group: click.Group) -> None:
@@ -39,7 +40,7 @@ def _row_table(rows) -> Table:
 @db_option
 @click.option("--direction", type=click.Choice(["inbound", "outbound", "internal"]))
 @click.option("--channel", help="e.g. requests, httpx, smtp, socket, wsgi")
-@click.option("--host", help="exact destination host")
+@click.option("--host", help="exact destination host (any case; an IPv6 address with or without [ ])")
 @click.option("--addon", help="exact owner (module / distribution)")
 @click.option("--vendor-bound/--not-vendor-bound", default=None, help="only rows bound (or not) to the vendor")
 @click.option("--outcome", type=click.Choice(["ok", "error"]))
@@ -58,9 +59,12 @@ def log(dsn, direction, channel, host, addon, vendor_bound, outcome, since, unti
       mit-network-audit log --addon acme_connector --format jsonl > rows.jsonl
       mit-network-audit log --follow
     """
+    if host:  # as the journal keeps hosts: lower case, no trailing dot, an IPv6 address without brackets
+        host = host.strip().lower().rstrip(".").removeprefix("[").removesuffix("]") or host
+    since_us, until_us = parse_period(since, until)
     store = open_or_exit(dsn)
     flt = RowFilter(direction=direction, channel=channel, host=host, addon=addon, vendor_bound=vendor_bound,
-                    outcome=outcome, since_us=parse_time_us(since), until_us=parse_time_us(until), text=text)
+                    outcome=outcome, since_us=since_us, until_us=until_us, text=text)
     console = Console(width=None if sys.stdout.isatty() else 160)
     if not follow:
         _print(store.rows(flt, limit=limit), fmt, console)
@@ -104,8 +108,20 @@ def _print(rows, fmt, console) -> None:
 @click.argument("ref")
 def show(dsn, ref):
     """One row in full, by chain_seq (a number) or event_id (32 hex characters)."""
+    text = ref.strip()
+    if len(text) == 32 and all(c in string.hexdigits for c in text):
+        lookup = ("event_id", text.lower())
+    elif text.isascii() and text.isdigit():
+        lookup = ("chain_seq", int(text))
+    else:
+        click.echo(f"error: {ref!r} is neither a chain_seq (a number, as `mit-network-audit log` shows) "
+                   "nor an event_id (32 hex characters)", err=True)
+        sys.exit(2)
     store = open_or_exit(dsn)
-    row = store.get(int(ref)) if ref.isdigit() else store.get_by_event_id(ref)
+    if lookup[0] == "event_id":
+        row = store.get_by_event_id(lookup[1])
+    else:
+        row = store.get(lookup[1]) if lookup[1] < 2**63 else None
     if row is None:
         click.echo(f"error: no row {ref!r} in this journal (see `mit-network-audit log`)", err=True)
         sys.exit(2)
@@ -132,7 +148,9 @@ def verify(dsn, fmt):
     if fmt == "json":
         click.echo(json.dumps({"ok": ok, "chain": result.as_dict(), "checks": extra}, indent=2))
     else:
-        if result.ok:
+        if result.ok and not result.rows_checked:
+            click.secho("chain intact: the journal has no rows yet", fg="green")
+        elif result.ok:
             click.secho(f"chain intact: {result.rows_checked:,} rows (seq {result.first_seq}..{result.last_seq})",
                         fg="green")
         else:

@@ -12,13 +12,13 @@ import time
 import click
 from rich.console import Console
 
-from ..journal import default_dsn, open_store
+from ..journal import default_dsn, display_dsn, open_store
 from ..report import integrity
 from ..report import rollup as rollup_mod
-from ..report.catalogue import load_catalogue
+from ..report.catalogue import CatalogueError, load_catalogue
 from ..report.render import render
 from ..report.trust import build_report
-from .common import db_option, open_or_exit, parse_time_us, verify_progress
+from .common import db_option, open_or_exit, parse_period, positive_seconds, verify_progress
 
 EXIT = {"all_clear": 0, "review": 1, "alarm": 2}
 
@@ -46,6 +46,12 @@ def report(dsn, since, until, fmt, run_verify, catalogues):
 
     Exit status 0 all clear, 1 review, 2 alarm — usable as a CI gate.
     """
+    since_us, until_us = parse_period(since, until)
+    try:
+        catalogue = load_catalogue(catalogues)
+    except CatalogueError as exc:
+        click.echo(f"error: {exc}\n(the format: docs/trust-report.md, \"The catalogue\")", err=True)
+        sys.exit(2)
     store = open_or_exit(dsn)
     checked, rows = None, store.max_seq()
     if run_verify or (run_verify is None and rows <= integrity.AUTO_ROWS):
@@ -54,8 +60,8 @@ def report(dsn, since, until, fmt, run_verify, catalogues):
     pending = None
     if checked is None and run_verify is None:
         pending = integrity.not_checked_message(rows, "`report --verify`, or `mit-network-audit verify`")
-    rep = build_report(store, parse_time_us(since), parse_time_us(until),
-                       catalogue=load_catalogue(catalogues), integrity=checked, chain_pending=pending)
+    rep = build_report(store, since_us, until_us,
+                       catalogue=catalogue, integrity=checked, chain_pending=pending)
     if fmt == "json":
         click.echo(json.dumps(rep.as_dict(), indent=2, ensure_ascii=False))
     else:
@@ -68,7 +74,7 @@ def report(dsn, since, until, fmt, run_verify, catalogues):
 @click.option("--rebuild", is_flag=True, help="drop the rollup and fold the whole journal again")
 @click.option("--check", is_flag=True, help="compare rollup totals with the journal")
 @click.option("--loop", is_flag=True, help="keep rolling up every --interval seconds (a scheduler; Ctrl-C stops)")
-@click.option("--interval", type=float, default=None,
+@click.option("--interval", type=float, default=None, callback=positive_seconds,
               help="with --loop: seconds between passes (default: the setting rollup.interval_s, re-read "
                    "at every pass)")
 def rollup(dsn, rebuild, check, loop, interval):
@@ -116,7 +122,7 @@ def _rollup_loop(store, fixed: float | None) -> None:
 @db_option
 @click.option("--open/--no-open", "open_dashboard", default=False,
               help="then serve the dashboard on 127.0.0.1 and open it")
-@click.option("--port", default=8765, show_default=True, help="dashboard port with --open")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), help="dashboard port with --open")
 def demo(dsn, open_dashboard, port):
     """Audit a small example application against loopback stand-ins and print its Trust Report.
 
@@ -134,7 +140,7 @@ def demo(dsn, open_dashboard, port):
             if os.path.exists(path + suffix):
                 os.remove(path + suffix)
     open_store(dsn).close()
-    click.echo(f"journal: {dsn}")
+    click.echo(f"journal: {display_dsn(dsn)}")
     servers = standins.StandIns().start()
     catalogue_file = os.path.join(tempfile.mkdtemp(prefix="mna-demo-"), "demo-catalogue.toml")
     with open(catalogue_file, "w") as fh:
@@ -158,8 +164,9 @@ def demo(dsn, open_dashboard, port):
     rep = build_report(store, 0, catalogue=load_catalogue([catalogue_file]), integrity=integrity.check(store))
     click.echo()
     render(rep, Console(width=None if sys.stdout.isatty() else 120))
-    click.echo(f"\njournal: {dsn}\nnext: mit-network-audit log --db {dsn}   ·   "
-               f"mit-network-audit serve --db {dsn}")
+    shown = display_dsn(dsn)
+    click.echo(f"\njournal: {shown}\nnext: mit-network-audit log --db {shown}   ·   "
+               f"mit-network-audit serve --db {shown}")
     if open_dashboard:
         _open_dashboard(dsn, port)
 

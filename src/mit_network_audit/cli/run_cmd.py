@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ..journal import default_dsn, open_store
+from ..journal import absolute_dsn, default_dsn, display_dsn, open_store
 from .common import db_option
 
 SITE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "runner", "site")
@@ -43,11 +43,11 @@ def run(dsn, disable, command):
       mit-network-audit run --db postgresql://audit@db/odoo -- odoo-bin -c odoo.conf
       mit-network-audit run -- python -m pip download somepkg
     """
-    dsn = dsn or default_dsn()
+    dsn = absolute_dsn(dsn or default_dsn())  # the program and its children may change directory
     try:
         open_store(dsn).close()  # create the journal now, and fail early with a clear message
     except Exception as exc:
-        click.echo(f"error: cannot open the journal {dsn!r}: {type(exc).__name__}: {exc}", err=True)
+        click.echo(f"error: cannot open the journal {display_dsn(dsn)!r}: {type(exc).__name__}: {exc}", err=True)
         sys.exit(2)
     argv = list(command)
     if argv and argv[0] in ("python", "python3"):

@@ -6,6 +6,7 @@ Exit status everywhere: 0 success, 1 a check failed (tampering), 2 usage or I/O 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -16,7 +17,7 @@ from ..journal import settings as journal_settings
 from ..journal.export import BundleError, export_bundle, prove, verify_bundle
 from ..journal.keys import KeyProblem, default_key_path, init_key, load_signing_key, load_verifier
 from ..journal.vacuum import parse_age, vacuum
-from .common import db_option, open_or_exit, parse_time_us
+from .common import db_option, open_or_exit, parse_period, positive_seconds
 
 key_option = click.option("--key", "key_path", default=None, metavar="PATH",
                           help="Signing key file (default: $MNA_SIGNING_KEY_FILE or the user config dir; "
@@ -41,6 +42,13 @@ def _fail(message: str, code: int = 2):
     sys.exit(code)
 
 
+def _os_fail(exc: OSError, doing: str, hint: str = "") -> None:
+    """A file the command needs could not be written (the journal's signer lock beside it, the witness
+    file, the bundle): one line naming it, exit 2."""
+    where = "" if exc.filename is None else f": {exc.filename!r}"
+    _fail(f"{doing}: {exc.strerror or exc}{where}{hint}")
+
+
 def _setting(store, key: str, fallback):
     """A setting's value (journal/settings.py); ``fallback`` if the settings cannot be read."""
     try:
@@ -50,8 +58,9 @@ def _setting(store, key: str, fallback):
 
 
 def _key(key_path, required=True):
+    """The signing key; a --key that was given must exist (never silently the default key instead)."""
     try:
-        return load_signing_key(key_path, required=required)
+        return load_signing_key(key_path, required=required or key_path is not None)
     except KeyProblem as exc:
         _fail(str(exc))
 
@@ -96,8 +105,8 @@ def keys_show(key_path):
 @db_option
 @key_option
 @witness_option
-@click.option("--every", "every_rows", type=int, default=None, help="With --loop: sign after this many new rows.")
-@click.option("--interval", type=float, default=None,
+@click.option("--every", "every_rows", type=click.IntRange(1, None), default=None, help="With --loop: sign after this many new rows.")
+@click.option("--interval", type=float, default=None, callback=positive_seconds,
               help="With --loop: sign after this many seconds (default: the setting checkpoint.interval_s, "
                    "re-read at every turn).")
 @click.option("--loop", is_flag=True, help="Keep running and sign every N rows or T seconds (a scheduler).")
@@ -130,6 +139,8 @@ def checkpoint(dsn, key_path, witness, every_rows, interval, loop):
         _fail(f"refusing to sign: {exc}", 1)
     except ckpt.EmptyJournal as exc:
         _fail(str(exc))
+    except OSError as exc:  # a read-only journal directory (its signer lock), an unwritable witness file
+        _os_fail(exc, "cannot sign a checkpoint")
     except KeyboardInterrupt:
         pass
 
@@ -143,15 +154,21 @@ def checkpoint(dsn, key_path, witness, every_rows, interval, loop):
 @click.option("--out", required=True, metavar="BUNDLE", help="A directory, or a path ending in .zip")
 def export(dsn, key_path, witness, since, until, out):
     """Write a signed proof bundle of the rows in a period, for an auditor."""
+    since_us, until_us = parse_period(since, until)
     store = open_or_exit(dsn)
     key = _key(key_path, required=False)
     try:
-        info = export_bundle(store, out, since_us=parse_time_us(since), until_us=parse_time_us(until), key=key,
+        info = export_bundle(store, out, since_us=since_us, until_us=until_us, key=key,
                              witness_path=witness)
     except BundleError as exc:
         _fail(str(exc))
     except ckpt.TamperDetected as exc:
         _fail(f"cannot export: {exc}", 1)
+    except OSError as exc:  # --out in a missing directory, over a file, on a read-only or full disk
+        if exc.filename is None or os.path.abspath(str(exc.filename)).startswith(os.path.abspath(out)):
+            _os_fail(exc, "cannot write the bundle",
+                     " (--out takes a directory, or a path ending in .zip in a directory that exists)")
+        _os_fail(exc, "cannot export")  # the journal's signer lock, the witness file
     click.echo(f"bundle {out}: rows {info['first_seq']}..{info['last_seq']} ({info['rows']:,}), "
                f"checkpoint at {info['tree_size']:,}" + ("" if info["manifest_signed"] else " (manifest unsigned)"))
     if info["note"]:
@@ -184,7 +201,7 @@ def verify_bundle_cmd(bundle, public_key, fmt):
 @db_option
 @key_option
 @witness_option
-@click.argument("seq", type=int)
+@click.argument("seq", type=click.IntRange(1, 2**63 - 1))
 def prove_cmd(dsn, key_path, witness, seq):
     """One row with its RFC 9162 inclusion proof and the signed checkpoint (JSON)."""
     store = open_or_exit(dsn)
@@ -221,6 +238,8 @@ def vacuum_cmd(dsn, key_path, witness, older_than, yes):
         res = vacuum(store, older_than_s=seconds, key=key, witness_path=witness)
     except ckpt.TamperDetected as exc:
         _fail(f"vacuum refused: {exc}", 1)
+    except OSError as exc:
+        _os_fail(exc, "vacuum refused, nothing deleted")
     click.echo(res.message)
 
 

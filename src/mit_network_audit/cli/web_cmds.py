@@ -18,7 +18,7 @@ def register(group: click.Group) -> None:
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to bind; keep 127.0.0.1 unless a TLS proxy sits in front")
-@click.option("--port", default=8765, show_default=True)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
 def serve(dsn, host, port):
     """Serve the dashboard (Trust Report, Traffic Summary, Audit Log, Verify & Export).
 
@@ -78,7 +78,11 @@ def user_add(dsn, name, role, password_stdin):
 @click.argument("name")
 def user_remove(dsn, name):
     """Remove an account, its sessions and its API tokens."""
-    _accounts(dsn).remove(name)
+    accounts = _accounts(dsn)
+    if accounts.get(name) is None:
+        click.echo(f"error: no user {name!r} (see `mit-network-audit user list`)", err=True)
+        sys.exit(2)
+    accounts.remove(name)
     click.echo(f"removed {name}")
 
 

@@ -406,7 +406,7 @@ def purge(store, retention_days: int, *, now_us: int | None = None) -> int:
     if not table_exists(store):
         return 0
     now_us = now_us if now_us is not None else time.time_ns() // 1000
-    cut = now_us - int(retention_days) * 86_400_000_000
+    cut = max(0, now_us - int(retention_days) * 86_400_000_000)  # before 1970: nothing is older
     p = "%s" if _pg(store) else "?"
     if not _pg(store):
         store.execute_raw("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left behind
@@ -508,8 +508,8 @@ class BodyRead:
 def resolve(store, ref) -> tuple[str, int | None]:
     """An event id (32 hex digits) or a chain_seq -> (event_id, chain_seq or None)."""
     text = str(ref).strip()
-    if text.isdigit() and len(text) < 32:
-        row = store.get(int(text))
+    if text.isascii() and text.isdigit() and len(text) < 32:
+        row = store.get(int(text)) if int(text) < 2**63 else None  # past 64 bits: no such row
         if row is None:
             raise NoSuchBody(f"no journal row {text}")
         return row.event.event_id, row.chain_seq

@@ -103,9 +103,11 @@ class PostgresStore:
             self._migrate()
         elif schema_version(self.conn.cursor()) is None:
             self.conn.close()
+            from . import display_dsn
+
             raise FileNotFoundError(
-                f"no journal in {dsn!r} (no mna_meta table): run a program under "
-                f"`mit-network-audit run --db {dsn}` first, or check the --db DSN")
+                f"no journal in {display_dsn(dsn)!r} (no mna_meta table): run a program under "
+                f"`mit-network-audit run --db {display_dsn(dsn)}` first, or check the --db DSN")
 
     def reconnect_if_broken(self) -> bool:
         """A fresh connection when the server dropped this one (restart, failover, idle timeout): a

@@ -164,10 +164,11 @@ def release_reserve(path: str) -> bool:
 
 
 def path_from_dsn(dsn: str) -> str:
-    if dsn.startswith("sqlite:///"):
-        return dsn[len("sqlite:///") - 1:] if dsn.startswith("sqlite:////") else dsn[len("sqlite:///"):]
-    if dsn.startswith("sqlite://"):
-        return dsn[len("sqlite://"):]
+    """``sqlite:///rel/path`` -> ``rel/path``, ``sqlite:////abs/path`` -> ``/abs/path`` (the scheme in
+    any case, as ``open_store`` reads it); anything else is a path already."""
+    if dsn[:len("sqlite://")].lower() == "sqlite://":
+        rest = dsn[len("sqlite://"):]
+        return rest[1:] if rest.startswith("/") else rest
     return dsn
 
 
@@ -188,7 +189,7 @@ class SQLiteStore:
         self._staged_on: sqlite3.Connection | None = None  # the connection whose TEMP table exists
         self.read_only = False
         try:
-            self.conn = self._connect(timeout)
+            self.conn = self._connect(timeout, existing=not create)
         except sqlite3.OperationalError:
             # A reader (verify, log) on a full disk: WAL mode needs to create the -shm file and cannot.
             # With no WAL content pending (no -wal file, or an empty one) the main file is the whole
@@ -199,11 +200,18 @@ class SQLiteStore:
             uri = "file:/" + urllib.parse.quote(os.path.abspath(self.path).lstrip("/")) + "?immutable=1"
             self.conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             self.read_only = True
+            try:
+                self._refuse_if_not_a_journal(self.conn)
+            except BaseException:
+                self.conn.close()
+                raise
         self._migrate()
 
-    def _connect(self, timeout: float) -> sqlite3.Connection:
+    def _connect(self, timeout: float, *, existing: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         try:
+            if existing:  # before the WAL pragma: a reader must not write to a file that is no journal
+                self._refuse_if_not_a_journal(conn)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
@@ -211,6 +219,15 @@ class SQLiteStore:
             conn.close()
             raise
         return conn
+
+    def _refuse_if_not_a_journal(self, conn: sqlite3.Connection) -> None:
+        """A reader (``create=False``) given an existing file that holds no journal -- an empty file,
+        another application's SQLite database -- stops here, before anything is written into it."""
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'mna_meta'").fetchone():
+            return
+        raise FileNotFoundError(
+            f"no journal in {self.path!r} (an empty file, or a SQLite database with no mna_meta table): "
+            f"check the --db path; a journal is made by `mit-network-audit run --db {self.dsn}`")
 
     def _migrate(self) -> None:
         with self._lock:

@@ -50,16 +50,20 @@ def parse_age(text: str) -> int:
     """'90d', '12h', '30m', '3600s', '2w' -> seconds."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
     text = text.strip()
-    if not text or text[-1] not in units or not text[:-1].isdigit():
+    if not text or text[-1] not in units or not (text[:-1].isascii() and text[:-1].isdigit()):
         raise ValueError(f"{text!r}: use a duration like 90d, 12h or 2w")
-    return int(text[:-1]) * units[text[-1]]
+    seconds = int(text[:-1]) * units[text[-1]]
+    if seconds == 0:
+        raise ValueError(f"{text!r}: a retention window of 0 would remove every row; use a duration like 90d")
+    return seconds
 
 
 def vacuum(store, *, older_than_s: int, key: SigningKey | None = None, witness_path: str | None = None,
            now_s: float | None = None) -> VacuumResult:
     key = key or load_signing_key(required=True)  # no key, no anchor: refuse before touching anything
     ensure_tables(store)
-    cutoff_us = int(((now_s if now_s is not None else time.time()) - older_than_s) * 1_000_000)
+    now_us = int(now_s * 1_000_000) if now_s is not None else time.time_ns() // 1000
+    cutoff_us = max(0, now_us - int(older_than_s * 1_000_000))  # a window reaching before 1970: nothing is older
     with signer_lock(store) as elected:
         if not elected:
             return VacuumResult(0, message="another process is the journal's signer; try again later")

@@ -87,6 +87,10 @@ def _component(entry: dict) -> Component:
     )
 
 
+class CatalogueError(ValueError):
+    """An operator's catalogue file that cannot be read or is not a catalogue (the message names it)."""
+
+
 def load_catalogue(extra_paths=(), *, vendor_name: str | None = None) -> Catalogue:
     """The shipped catalogue, with the operator's files (and $MNA_CATALOGUE) matched first."""
     shipped = tomllib.loads(resources.files(__package__).joinpath("catalogue.toml").read_text("utf-8"))
@@ -95,9 +99,13 @@ def load_catalogue(extra_paths=(), *, vendor_name: str | None = None) -> Catalog
     name = shipped.get("vendor_name", "MIT")
     domains = list(shipped.get("vendor_domains", ()))
     for path in paths:
-        with open(path, "rb") as fh:
-            extra = tomllib.load(fh)
-        components += [_component(e) for e in extra.get("component", ())]
+        try:
+            with open(path, "rb") as fh:
+                extra = tomllib.load(fh)
+            components += [_component(e) for e in extra.get("component", ())]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # TOMLDecodeError is a ValueError
+            problem = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise CatalogueError(f"catalogue {path}: {type(exc).__name__}: {problem}") from exc
         name = extra.get("vendor_name", name)
         domains = list(extra.get("vendor_domains", ())) + domains
     components += [_component(e) for e in shipped.get("component", ())]
