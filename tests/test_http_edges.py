@@ -3,11 +3,15 @@ must still be one per call, say what really went out, and the caller must get wh
 without the auditor."""
 
 import http.client
+import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 
 import pytest
+
+from net_support import close_listener
 
 CLI = [sys.executable, "-m", "mit_network_audit.cli"]
 
@@ -72,3 +76,49 @@ def test_http_client_request_never_answered_has_its_row_at_exit(tmp_path, http_s
     rows = [r.event for r in open_store(dsn).rows(limit=50) if r.event.direction == "outbound"]
     assert [(e.channel, e.method, e.path, e.req_bytes, e.call_site) for e in rows] == [
         ("http.client", "PUT", "/left", 3, "fire.py:3 in <module>")]
+
+
+@pytest.fixture
+def connect_proxy():
+    """A loopback CONNECT proxy that answers the tunnelled request itself (one per connection)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    seen = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                f = conn.makefile("rb")
+                seen.append(f.readline().decode().strip())
+                while f.readline() not in (b"\r\n", b""):
+                    pass
+                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                f.readline()  # the tunnelled request line and its headers
+                while f.readline() not in (b"\r\n", b""):
+                    pass
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1], seen
+    close_listener(listener)
+    thread.join(5)
+
+
+def test_http_client_through_a_connect_tunnel_names_the_far_end(sink, connect_proxy):
+    # set_tunnel: the row's destination is the host the caller tunnels to; the proxy is its dest_ip/port.
+    proxy_port, seen = connect_proxy
+    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=10)
+    conn.set_tunnel("vendor.example", 8443)
+    conn.request("GET", "/v1/licence")
+    assert conn.getresponse().read() == b"ok"
+    conn.close()
+    assert seen == ["CONNECT vendor.example:8443 HTTP/1.0"]
+    rows = outbound(sink)
+    assert [(e.channel, e.host, e.port, e.path, e.dest_ip, e.dest_port, e.status) for e in rows] == [
+        ("http.client", "vendor.example", 8443, "/v1/licence", "127.0.0.1", proxy_port, 200)]

@@ -110,8 +110,11 @@ def install(patches) -> None:
                 return original(self, method, url, skip_host, skip_accept_encoding)
             args, kwargs = (skip_host, skip_accept_encoding), {}
             scheme = "https" if isinstance(self, HTTPSConnection) else "http"
-            host = self.host if ":" not in self.host else f"[{self.host}]"
-            full = url if "://" in url else f"{scheme}://{host}:{self.port}{url}"
+            # Through a CONNECT tunnel (set_tunnel) the destination is the tunnel's far end, not the proxy.
+            tunnel = getattr(self, "_tunnel_host", None)
+            host, port = (tunnel, self._tunnel_port) if tunnel else (self.host, self.port)
+            host = host if ":" not in host else f"[{host}]"
+            full = url if "://" in url else f"{scheme}://{host}:{port}{url}"
             call = capture.begin(NAME, activate=False, method=method, url=full, protocol=scheme)
             if call is None:
                 result = original(self, method, url, *args, **kwargs)
