@@ -122,3 +122,21 @@ def test_http_client_through_a_connect_tunnel_names_the_far_end(sink, connect_pr
     rows = outbound(sink)
     assert [(e.channel, e.host, e.port, e.path, e.dest_ip, e.dest_port, e.status) for e in rows] == [
         ("http.client", "vendor.example", 8443, "/v1/licence", "127.0.0.1", proxy_port, 200)]
+
+
+def test_httpx_response_read_by_its_transport_has_its_row_at_once(sink):
+    # A transport that hands back a body in memory (MockTransport, a cache): httpx reads and closes the
+    # response before the client returns it, so close() never comes again; the row must not wait for gc.
+    import gc
+
+    import httpx
+
+    client = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, content=b"hi")))
+    gc.disable()
+    try:
+        response = client.get("http://mock.invalid/x")
+        assert response.content == b"hi"
+        rows = outbound(sink)
+    finally:
+        gc.enable()
+    assert [(e.channel, e.host, e.status) for e in rows] == [("httpx", "mock.invalid", 200)]

@@ -45,6 +45,8 @@ def _attach(call, response) -> None:
         response.__dict__["_mna_call"] = call
         call.hold()
         weakref.finalize(response, _release_once, call, response.__dict__.setdefault("_mna_state", [False]), None)
+        if response.is_closed:  # read and closed before it got here (a transport that gives a body in memory)
+            _on_close(response)
     except Exception:
         capture.counters["errors.capture"] += 1
 
