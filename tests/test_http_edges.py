@@ -140,3 +140,23 @@ def test_httpx_response_read_by_its_transport_has_its_row_at_once(sink):
     finally:
         gc.enable()
     assert [(e.channel, e.host, e.status) for e in rows] == [("httpx", "mock.invalid", 200)]
+
+
+def test_aiohttp_raise_for_status_row_keeps_the_status(sink, http_server):
+    # raise_for_status=True: aiohttp raises inside the call, after the response came; the row still
+    # says which status it was (and the caller gets aiohttp's own exception).
+    import asyncio
+
+    import aiohttp
+
+    async def go():
+        async with aiohttp.ClientSession(raise_for_status=True) as s:
+            with pytest.raises(aiohttp.ClientResponseError) as caught:
+                async with s.get(http_server + "/status/404"):
+                    pass
+            return caught.value.status
+
+    assert asyncio.run(go()) == 404
+    rows = outbound(sink)
+    assert [(e.channel, e.status, e.outcome, e.error) for e in rows] == [
+        ("aiohttp", 404, "error", "aiohttp.client_exceptions.ClientResponseError")]

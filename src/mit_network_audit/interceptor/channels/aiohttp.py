@@ -50,6 +50,8 @@ def install(patches) -> None:
             try:
                 response = await original(self, method, str_or_url, *args, **kwargs)
             except BaseException as exc:
+                if isinstance(exc, client.ClientResponseError):  # raise_for_status, too many redirects
+                    call.status = exc.status or None
                 capture.end(call, exc)
                 raise
             try:
