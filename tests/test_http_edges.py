@@ -160,3 +160,41 @@ def test_aiohttp_raise_for_status_row_keeps_the_status(sink, http_server):
     rows = outbound(sink)
     assert [(e.channel, e.status, e.outcome, e.error) for e in rows] == [
         ("aiohttp", 404, "error", "aiohttp.client_exceptions.ClientResponseError")]
+
+
+def test_calls_from_a_thread_pool_are_not_the_auditors_own(sink, http_server):
+    # A call handed to a pool or a thread as is (submit(requests.get, url)) has no owner frame on its
+    # stack, only the library, the pool and our own wrapper: unknown owner, never "the auditor" —
+    # that would be a false alarm (DESIGN §5: a row attributed to the auditor is an alarm).
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    url = http_server + "/echo"
+    with ThreadPoolExecutor(2) as pool:
+        assert pool.submit(requests.get, url).result().content == b"response:-"
+    thread = threading.Thread(target=urllib.request.urlopen, args=(url,))
+    thread.start()
+    thread.join()
+
+    async def go():
+        return await asyncio.to_thread(requests.get, url)
+
+    assert asyncio.run(go()).status_code == 200
+    rows = outbound(sink)
+    assert [(e.channel, e.addon, e.call_site) for e in rows] == [
+        ("requests", None, None), ("urllib", None, None), ("requests", None, None)]
+
+
+def test_the_auditors_own_call_is_still_named(sink, http_server):
+    # Code of the auditor outside the interceptor (here a stand-in module of its web part) that calls
+    # out with no other owner on the stack: that row is the auditor's, the alarm the report raises.
+    namespace = {"__name__": "mit_network_audit.web.stand_in_notifier"}
+    exec(compile("import urllib.request\n"
+                 "def notify(url):\n"
+                 "    urllib.request.urlopen(url).read()\n", "stand_in_notifier.py", "exec"), namespace)
+    thread = threading.Thread(target=namespace["notify"], args=(http_server + "/echo",))
+    thread.start()
+    thread.join()
+    assert [(e.channel, e.addon) for e in outbound(sink)] == [("urllib", "mit_network_audit")]

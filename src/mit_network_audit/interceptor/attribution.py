@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 _SELF = __name__.split(".")[0]
+_INTERCEPTOR = __name__.rsplit(".", 1)[0]  # mit_network_audit.interceptor
 
 # Libraries that carry calls on behalf of their caller: never owners, reported in ``via``.
 TRANSPORT_LIBRARIES = frozenset(
@@ -193,6 +194,11 @@ class DistributionAttributor:
         module = module if isinstance(module, str) else ""
         top = module.split(".", 1)[0]
         if top == _SELF:
+            # The interceptor's own frames (a channel's wrapper, the capture core) are on the stack of
+            # every call it sees: they say nothing about who made it.  Only the rest of the auditor
+            # (journal, web, cli, report) can make a call of its own — the alarm of DESIGN §2.
+            if module == _INTERCEPTOR or module.startswith(_INTERCEPTOR + "."):
+                return (_SKIP,)
             return (_SELF_KIND,)
         if "._vendor." in module or module.endswith("._vendor"):
             # pip._vendor.requests: a vendored transport; its owner is found further out (pip).
