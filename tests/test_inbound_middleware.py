@@ -99,3 +99,62 @@ def test_asgi_http_and_websocket_under_uvicorn(sink):
     assert [(e.channel, e.method, e.status) for e in inbound] == [("asgi", "POST", 200), ("asgi", "WEBSOCKET", 101)]
     assert inbound[0].req_bytes == 3 and inbound[0].resp_bytes == len(b"got abc") and inbound[0].addon == "api"
     assert inbound[1].req_bytes == 2 and inbound[1].resp_bytes == len("echo:hi")
+
+
+def _raw_request(port, request: bytes) -> bytes:
+    """What a hostile client sends, byte for byte (no client library would send these)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data.split(b"\r\n", 1)[0]
+
+
+HOSTILE = [  # (request line + Host header, the path the row must say)
+    (b"GET /admin/delete-all HTTP/1.0\r\nHost: [::1]\r\n", "/admin/delete-all"),
+    (b"GET /admin/delete-all HTTP/1.0\r\nHost: x?a=\r\n", "/admin/delete-all"),
+    (b"GET /admin/delete-all HTTP/1.0\r\nHost: x#\r\n", "/admin/delete-all"),
+    (b"GET /%23/admin/delete-all?k=v HTTP/1.0\r\nHost: h\r\n", "/%23/admin/delete-all"),
+]
+
+
+def test_wsgi_hostile_host_and_path_cannot_hide_the_path(sink):
+    # The Host header and the (decoded) PATH_INFO are the client's: a '?', '#' or '[::1]' in them must
+    # not cut the path out of the row's URL (it used to read '/' or nothing at all).
+    server = make_server("127.0.0.1", 0, AuditWSGIMiddleware(wsgi_app, app_name="shop"), handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for request, _ in HOSTILE:
+            assert _raw_request(server.server_port, request + b"\r\n") == b"HTTP/1.0 201 Created"
+    finally:
+        server.shutdown()
+        server.server_close()
+    inbound = [e for e in sink.events if e.direction == "inbound"]
+    assert [e.path for e in inbound] == [path for _, path in HOSTILE]
+    assert [e.host for e in inbound] == ["::1", "x", "x", "h"] and inbound[0].dest_class == "local"
+    assert inbound[3].query_keys == ("k",)
+
+
+def test_asgi_root_path_once_and_hostile_host(sink):
+    # uvicorn --root-path: scope["path"] already includes root_path (the ASGI spec); the row must not
+    # say it twice.  A hostile Host header must not cut the path out.
+    uvicorn = pytest.importorskip("uvicorn")
+    port = _free_port()
+    config = uvicorn.Config(AuditASGIMiddleware(asgi_app, app_name="api"), host="127.0.0.1", port=port,
+                            log_level="error", lifespan="off", root_path="/api")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        asyncio.run(asyncio.sleep(0.02))
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/users?page=2").text == "got "
+        assert _raw_request(port, b"GET /%23/admin HTTP/1.1\r\nHost: x#\r\nConnection: close\r\n\r\n") == \
+            b"HTTP/1.1 200 OK"
+    finally:
+        server.should_exit = True
+        thread.join(5)
+    inbound = [e for e in sink.events if e.direction == "inbound"]
+    assert [(e.host, e.path, e.query_keys) for e in inbound] == [
+        ("127.0.0.1", "/api/users", ("page",)), ("x", "/api/%23/admin", ())]
