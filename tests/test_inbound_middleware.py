@@ -158,3 +158,22 @@ def test_asgi_root_path_once_and_hostile_host(sink):
     inbound = [e for e in sink.events if e.direction == "inbound"]
     assert [(e.host, e.path, e.query_keys) for e in inbound] == [
         ("127.0.0.1", "/api/users", ("page",)), ("x", "/api/%23/admin", ())]
+
+
+def test_wsgi_response_headers_are_the_same_as_without_the_auditor(sink):
+    # wsgiref sets Content-Length for a response of one block, asking len() of what the app returned:
+    # the middleware's wrapper must answer it, or the client gets other headers than without us.
+    def one_block(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello world"]
+
+    server = make_server("127.0.0.1", 0, AuditWSGIMiddleware(one_block), handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        r = requests.get(f"http://127.0.0.1:{server.server_port}/")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.headers.get("Content-Length") == "11" and r.content == b"hello world"
+    assert [(e.channel, e.status, e.resp_bytes) for e in sink.events if e.direction == "inbound"] == [
+        ("wsgi", 200, 11)]

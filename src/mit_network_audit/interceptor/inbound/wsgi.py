@@ -100,6 +100,16 @@ class _ClosingIterable:
             capture.release(self._call)
 
 
+class _SizedClosingIterable(_ClosingIterable):
+    """The same, for a response whose blocks can be counted (a list): servers ask ``len()`` of it —
+    wsgiref sets ``Content-Length`` for a response of one block — and must get the same answer."""
+
+    __slots__ = ()
+
+    def __len__(self):
+        return len(self._it)
+
+
 class AuditWSGIMiddleware:
     def __init__(self, app, app_name: str | None = None) -> None:
         self.app = app
@@ -138,7 +148,7 @@ class AuditWSGIMiddleware:
             raise
         call.hold()
         capture.end(call)
-        return _ClosingIterable(result, call)
+        return (_SizedClosingIterable if hasattr(result, "__len__") else _ClosingIterable)(result, call)
 
 
 def _begin(environ, owner):
