@@ -177,3 +177,31 @@ def test_wsgi_response_headers_are_the_same_as_without_the_auditor(sink):
     assert r.headers.get("Content-Length") == "11" and r.content == b"hello world"
     assert [(e.channel, e.status, e.resp_bytes) for e in sink.events if e.direction == "inbound"] == [
         ("wsgi", 200, 11)]
+
+
+def test_wsgi_upload_read_by_werkzeug_is_counted(sink):
+    # Flask/werkzeug read the request body through readinto() when wsgi.input has one (LimitedStream):
+    # those bytes are the upload too.  gunicorn's input has no readinto: the counter must not add one.
+    from werkzeug.serving import make_server as werkzeug_server
+    from werkzeug.wrappers import Request, Response
+
+    @Request.application
+    def upload(request):
+        return Response(b"got %d" % len(request.get_data()))
+
+    server = werkzeug_server("127.0.0.1", 0, AuditWSGIMiddleware(upload, app_name="shop"))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert requests.post(f"http://127.0.0.1:{server.port}/up", data=b"x" * 100_000).text == "got 100000"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [(e.channel, e.req_bytes) for e in sink.events if e.direction == "inbound"] == [("wsgi", 100_000)]
+
+    from mit_network_audit.interceptor.counting import request_body_counter
+
+    class NoReadinto:  # like gunicorn's Body: read, readline, readlines, iteration
+        def read(self, size=-1):
+            return b""
+
+    assert not hasattr(request_body_counter(NoReadinto(), None), "readinto")

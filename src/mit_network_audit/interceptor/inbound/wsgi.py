@@ -9,7 +9,7 @@ import re
 
 from .. import capture
 from ..attribution import Owner
-from ..counting import RequestBodyCounter
+from ..counting import request_body_counter
 
 NAME = "wsgi"
 # The row of a request, in its environ (WSGI) or scope (ASGI): a middleware that finds one is an
@@ -128,7 +128,7 @@ class AuditWSGIMiddleware:
         try:
             environ[OUTER_CALL] = call
             if "wsgi.input" in environ:
-                environ["wsgi.input"] = RequestBodyCounter(environ["wsgi.input"], call)
+                environ["wsgi.input"] = request_body_counter(environ["wsgi.input"], call)
         except Exception:
             capture.counters["errors.capture"] += 1
 
