@@ -198,3 +198,23 @@ def test_the_auditors_own_call_is_still_named(sink, http_server):
     thread.start()
     thread.join()
     assert [(e.channel, e.addon) for e in outbound(sink)] == [("urllib", "mit_network_audit")]
+
+
+def test_aiohttp_base_url_and_params_are_in_the_row(sink, http_server):
+    # ClientSession(base_url=...) with a relative path, and params=: the row must name the destination
+    # (it had no host at all: a vendor behind a base_url could not be classified) and the query keys.
+    import asyncio
+    import json
+
+    import aiohttp
+
+    async def go():
+        async with aiohttp.ClientSession(base_url=http_server) as s:
+            async with s.get("/echo", params={"api_key": "CANARYq3Lp8Zr5Tw1Xc7Vb", "page": "2"}) as r:
+                return await r.read()
+
+    assert asyncio.run(go()) == b"response:-"
+    rows = outbound(sink)
+    assert [(e.channel, e.host, e.port, e.path, e.query_keys, e.dest_class) for e in rows] == [
+        ("aiohttp", "127.0.0.1", _port(http_server), "/echo", ("api_key", "page"), "local")]
+    assert "CANARYq3Lp8Zr5Tw1Xc7Vb" not in json.dumps([e.as_dict() for e in sink.events])

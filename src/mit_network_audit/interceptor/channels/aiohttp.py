@@ -35,6 +35,13 @@ def install(patches) -> None:
             if call is None:
                 return await original(self, method, str_or_url, *args, **kwargs)
             try:
+                # the URL as aiohttp builds it: a relative one joined to the session's base_url, params added
+                url = self._build_url(str_or_url)
+                params = kwargs.get("params")
+                call.url = str(url.extend_query(params) if params else url)
+            except Exception:
+                pass  # aiohttp raises its own error for such a URL (InvalidUrlClientError): the row says what was given
+            try:
                 call.req_headers = list(dict(kwargs.get("headers") or {}).items())
                 data = kwargs.get("data")
                 if isinstance(data, bytes | str):
