@@ -208,8 +208,8 @@ def test_wsgi_upload_read_by_werkzeug_is_counted(sink):
 
 
 def test_hostile_long_paths_and_header_names_are_not_kept_in_memos(sink):
-    # Every request of a hostile client may bring a new 20 KB path segment and header name: the
-    # redaction memos (kept for the life of the process) must not keep them, only the short ones.
+    # Every request of a hostile client may bring a new 20 KB path segment, Host and header name: the
+    # redaction and classification memos (kept for the life of the process) must not keep them, only the short ones.
     from mit_network_audit.interceptor import capture
 
     server = make_server("127.0.0.1", 0, AuditWSGIMiddleware(wsgi_app), handler_class=Quiet)
@@ -217,7 +217,7 @@ def test_hostile_long_paths_and_header_names_are_not_kept_in_memos(sink):
     try:
         for i in range(40):
             junk = f"{i:04d}" + "x" * 20_000
-            request = f"GET /{junk}/tail HTTP/1.0\r\nHost: h\r\nX-{junk}: 1\r\n\r\n".encode()
+            request = f"GET /{junk}/tail HTTP/1.0\r\nHost: h{junk}\r\nX-{junk}: 1\r\n\r\n".encode()
             assert _raw_request(server.server_port, request) == b"HTTP/1.0 201 Created"
     finally:
         server.shutdown()
@@ -226,6 +226,6 @@ def test_hostile_long_paths_and_header_names_are_not_kept_in_memos(sink):
     assert len(inbound) == 40 and all(e.path == "/:token/tail" for e in inbound)
     policy = capture.runtime.redaction
     memos = (policy._url_cache, policy._segment_cache, policy._header_cache, policy._host_cache,
-             policy._safe_value_cache)
+             policy._safe_value_cache, capture.runtime.classifier._cache)
     kept = sum(len(str(key)) for memo in memos for key in memo)
     assert kept < 40 * 2_000, kept  # the short keys only (it was 40 x 60 KB)
