@@ -218,3 +218,53 @@ def test_aiohttp_base_url_and_params_are_in_the_row(sink, http_server):
     assert [(e.channel, e.host, e.port, e.path, e.query_keys, e.dest_class) for e in rows] == [
         ("aiohttp", "127.0.0.1", _port(http_server), "/echo", ("api_key", "page"), "local")]
     assert "CANARYq3Lp8Zr5Tw1Xc7Vb" not in json.dumps([e.as_dict() for e in sink.events])
+
+
+def test_a_download_inside_an_upload_body_is_a_row_of_its_own(sink, http_server):
+    # A relay: the upload's body generator downloads from another URL as the library pulls it.  The
+    # generator is the caller's code, not the upload's library: the download is its own row, and its
+    # bytes are not the upload's (it had no row at all, its bytes counted into the upload's row).
+    import asyncio
+
+    import aiohttp
+    import httpx
+    import requests
+
+    def via_requests():
+        with requests.get(http_server + "/chunked", stream=True) as src:
+            yield from src.iter_content(4)
+
+    def via_httpx():
+        with httpx.stream("GET", http_server + "/chunked") as src:
+            yield from src.iter_bytes()
+
+    class Reader:  # a file-like body whose read() fetches
+        done = False
+
+        def read(self, size=-1):
+            if self.done:
+                return b""
+            self.done = True
+            return urllib.request.urlopen(http_server + "/chunked").read()
+
+    assert httpx.post(http_server + "/echo", content=via_requests()).text == "response:response:-"
+    assert requests.post(http_server + "/echo", data=via_httpx()).text == "response:response:-"
+    assert requests.post(http_server + "/echo", data=Reader()).text == "response:response:-"
+
+    async def via_aiohttp():
+        async with aiohttp.ClientSession() as s:
+            async def relay():
+                async with s.get(http_server + "/chunked") as src:
+                    async for chunk in src.content.iter_chunked(4):
+                        yield chunk
+
+            async with s.post(http_server + "/echo", data=relay()) as r:
+                return await r.text()
+
+    assert asyncio.run(via_aiohttp()) == "response:response:-"
+    rows = outbound(sink)
+    assert sorted((e.channel, e.method, e.path, e.req_bytes, e.resp_bytes) for e in rows) == sorted([
+        ("requests", "GET", "/chunked", 0, 10), ("httpx", "POST", "/echo", 10, 19),
+        ("httpx", "GET", "/chunked", 0, 10), ("requests", "POST", "/echo", 10, 19),
+        ("urllib", "GET", "/chunked", 0, 10), ("requests", "POST", "/echo", 10, 19),
+        ("aiohttp", "GET", "/chunked", 0, 10), ("aiohttp", "POST", "/echo", 10, 19)])

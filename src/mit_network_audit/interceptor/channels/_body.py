@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import capture
 
 _new = object.__new__
+_enter, _leave = capture.enter_callers_code, capture.leave_callers_code
 
 
 class CountingReader:
@@ -173,7 +174,8 @@ class ChunkedCountingReader(CountingReader):
 
 class CountingIterable:
     """Wraps a request body iterable (generator, chunked upload): counts and fingerprints each chunk
-    as the library pulls it; the chunks themselves go on unchanged."""
+    as the library pulls it; the chunks themselves go on unchanged.  The caller's iterator runs
+    outside the call (``capture.enter_callers_code``): a call it makes is its own row."""
 
     __slots__ = ("_it", "_call")
 
@@ -183,20 +185,35 @@ class CountingIterable:
 
     def __iter__(self):
         call = self._call
-        for chunk in self._it:
+        it = None
+        while True:
+            token = _enter()
+            try:
+                if it is None:
+                    it = iter(self._it)
+                chunk = next(it)
+            except StopIteration:
+                return
+            finally:
+                _leave(token)
             call.add_request_body(chunk)
             yield chunk
 
 
 class CountingFile:
-    """A file-like request body: the library reads it in blocks; count what it reads."""
+    """A file-like request body: the library reads it in blocks; count what it reads (the caller's
+    ``read`` runs outside the call, as a body generator does)."""
 
     def __init__(self, raw, call) -> None:
         self._raw = raw
         self._call = call
 
     def read(self, *args):
-        data = self._raw.read(*args)
+        token = _enter()
+        try:
+            data = self._raw.read(*args)
+        finally:
+            _leave(token)
         self._call.add_request_body(data)
         return data
 

@@ -4,6 +4,7 @@ row).  The row waits for the body: emitted on ``release``/``close`` of the respo
 
 from __future__ import annotations
 
+import inspect
 import weakref
 
 from .. import capture
@@ -21,6 +22,29 @@ def _release_once(call, state, response) -> None:
         except Exception:
             pass
         capture.release(call)
+
+
+async def _callers_generator(agen):
+    """The caller's async generator body, pulled by aiohttp's writer task — where the aiohttp call is
+    current: its code runs outside the call (``capture.enter_callers_code``), so a call it makes (a
+    relay's download inside its upload) is its own row.  Closed early, it closes the caller's too."""
+    enter, leave = capture.enter_callers_code, capture.leave_callers_code
+    try:
+        while True:
+            token = enter()
+            try:
+                chunk = await agen.__anext__()
+            except StopAsyncIteration:
+                return
+            finally:
+                leave(token)
+            yield chunk
+    finally:
+        token = enter()
+        try:
+            await agen.aclose()
+        finally:
+            leave(token)
 
 
 def install(patches) -> None:
@@ -52,6 +76,8 @@ def install(patches) -> None:
                     call.req_bytes += len(json.dumps(kwargs["json"]).encode())
                 elif data is not None:  # a stream (async generator, file, form...): counted as written
                     call.mna_count_writes = True
+                    if inspect.isasyncgen(data):
+                        kwargs["data"] = _callers_generator(data)
             except Exception:
                 capture.counters["errors.capture"] += 1
             try:
