@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 from .. import capture
 
 _new = object.__new__
@@ -221,6 +223,15 @@ class CountingFile:
         return getattr(self._raw, name)
 
 
+class CountingTextFile(CountingFile):
+    """A text file as a request body: http.client encodes what it reads when the body is an
+    ``io.TextIOBase`` (``_is_textIO``), so the proxy must pass for one (a virtual subclass: none of the
+    base's "unsupported" methods shadow the file's own ``seek``/``tell``/``fileno``)."""
+
+
+io.TextIOBase.register(CountingTextFile)
+
+
 def counting_body(body, call):
     """A request body that counts (and fingerprints) itself as the library sends it: a buffer
     (bytes, memoryview, array) is counted at once and sent as it is; a file counts what is read of
@@ -239,7 +250,7 @@ def counting_body(body, call):
         call.add_request_body(view.cast("B") if view.ndim == 1 and view.c_contiguous else view.tobytes())
         return body
     if hasattr(body, "read"):
-        return CountingFile(body, call)
+        return (CountingTextFile if isinstance(body, io.TextIOBase) else CountingFile)(body, call)
     try:
         iter(body)
     except TypeError:
