@@ -285,3 +285,33 @@ def test_a_text_file_body_goes_out_as_without_the_auditor(sink, http_server, tmp
         assert urllib.request.urlopen(request).read() == "response:héllo text body".encode("iso-8859-1")
     rows = outbound(sink)
     assert [(e.channel, e.outcome, e.req_bytes) for e in rows] == [("http.client", "ok", 15), ("urllib", "ok", 15)]
+
+
+def test_calls_run_as_tasks_are_attributed_to_the_code_awaiting_them(sink, http_server):
+    # gather(session.get(u) ...) / TaskGroup.create_task(client.get(u)): the library's coroutine is the
+    # task's root, its frames end at the loop, and further out is only whoever runs the loop (__main__,
+    # a server).  The call is the awaiting code's: the addon that gathers the tasks.
+    import asyncio
+
+    import aiohttp
+    import httpx
+
+    from acme_connector import async_clients
+
+    def line(marker):
+        with open(async_clients.__file__) as fh:
+            return next(n for n, text in enumerate(fh, 1) if marker in text)
+
+    async def go():
+        async with aiohttp.ClientSession() as s:
+            bodies = await async_clients.with_aiohttp_gather([http_server + "/echo"] * 2, s)
+        async with httpx.AsyncClient() as c:
+            contents = await async_clients.with_httpx_taskgroup([http_server + "/echo"] * 2, c)
+        return bodies + contents
+
+    assert asyncio.run(go()) == [b"response:-"] * 4
+    rows = outbound(sink)
+    gather, group = line("LINE_AIOHTTP_GATHER"), line("LINE_HTTPX_TASKGROUP")
+    assert [(e.channel, e.addon, e.call_site) for e in rows] == [
+        ("aiohttp", "acme_connector", f"acme_connector/async_clients.py:{gather} in with_aiohttp_gather")] * 2 + [
+        ("httpx", "acme_connector", f"acme_connector/async_clients.py:{group} in with_httpx_taskgroup")] * 2
