@@ -44,6 +44,30 @@ def test_raw_socket_row_with_bytes_and_attribution(sink, tcp_server):
     assert ev.dest_ip == "127.0.0.1" and ev.dest_port == tcp_server and ev.src_port
 
 
+def test_raw_socket_with_a_row_can_still_go_to_a_worker(sink, tcp_server):
+    # multiprocessing pickles a socket by its exact class (Queue.put, a worker's arguments): the
+    # socket with a row of its own must still go through, and work on the other side.
+    import multiprocessing
+    import queue
+
+    sock = socket.create_connection(("127.0.0.1", tcp_server))  # blocking: the rebuilt copy has no timeout
+    q = multiprocessing.Queue()
+    try:
+        q.put(sock)
+        try:
+            other = q.get(timeout=10)
+        except queue.Empty:
+            pytest.fail("the socket never came through the queue (it could not be pickled)")
+        other.sendall(b"ping")
+        assert other.recv(100) == b"pong:ping"
+        other.close()
+    finally:
+        q.close()
+        q.join_thread()
+        sock.close()
+    assert [(e.channel, e.dest_port) for e in sink.events if e.direction == "outbound"] == [("socket", tcp_server)]
+
+
 def test_underscore_socket_caught_by_audit_hook(sink, tcp_server):
     raw = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
     raw.connect(("127.0.0.1", tcp_server))

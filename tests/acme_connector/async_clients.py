@@ -13,3 +13,16 @@ async def with_httpx_async(url, client):
 async def with_aiohttp(url, session):
     async with session.get(url) as response:  # LINE_AIOHTTP
         return await response.read()
+
+
+async def with_aiohttp_gather(urls, session):
+    import asyncio
+    responses = await asyncio.gather(*(session.get(u) for u in urls))  # LINE_AIOHTTP_GATHER
+    return [await r.read() for r in responses]
+
+
+async def with_httpx_taskgroup(urls, client):
+    import asyncio
+    async with asyncio.TaskGroup() as group:  # LINE_HTTPX_TASKGROUP
+        tasks = [group.create_task(client.get(u)) for u in urls]
+    return [t.result().content for t in tasks]

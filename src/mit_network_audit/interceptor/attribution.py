@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 _SELF = __name__.split(".")[0]
+_INTERCEPTOR = __name__.rsplit(".", 1)[0]  # mit_network_audit.interceptor
 
 # Libraries that carry calls on behalf of their caller: never owners, reported in ``via``.
 TRANSPORT_LIBRARIES = frozenset(
@@ -84,6 +85,56 @@ _STDLIB_TOP = frozenset(sys.stdlib_module_names) | {"__future__", "_pytest", "py
 
 _SKIP, _VIA, _OWNER, _SELF_KIND = 0, 1, 2, 3
 _CANDIDATE = 5  # (the Odoo attributor, a subclass, uses 4 for its own kind)
+_TASK_EDGE = 6  # asyncio's loop running a task step: the frames further out are the loop's runner
+
+
+def _awaiting_task(future, depth: int = 0):
+    """The asyncio task that awaits ``future``: directly (its wake-up is a callback of the future),
+    or through ``gather``/``wait``/``wait_for``/``shield`` (a future of theirs in the callback's
+    closure or arguments) or a ``TaskGroup`` (its parent task).  None if nobody awaits it (yet)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None or depth > 4:
+        return None
+    for callback, _context in getattr(future, "_callbacks", None) or ():
+        candidates = [getattr(callback, "__self__", None), getattr(callback, "func", None),
+                      *getattr(callback, "args", ())]
+        for cell in getattr(callback, "__closure__", None) or ():
+            try:
+                candidates.append(cell.cell_contents)
+            except ValueError:  # an empty cell
+                pass
+        for candidate in candidates:
+            if isinstance(candidate, asyncio.Task):
+                return candidate
+            parent = getattr(candidate, "_parent_task", None)  # a TaskGroup's
+            if isinstance(parent, asyncio.Task):
+                return parent
+            if isinstance(candidate, asyncio.Future) and candidate is not future:
+                task = _awaiting_task(candidate, depth + 1)
+                if task is not None:
+                    return task
+    return None
+
+
+def _awaiter_frames() -> list:
+    """The frames of the task awaiting the current one, outermost first (a suspended task's await
+    chain: its frames have no ``f_back``), or [] when that cannot be known."""
+    try:
+        task = sys.modules["asyncio"].current_task()
+        parent = _awaiting_task(task) if task is not None else None
+        if parent is None:
+            return []
+        frames: list = []
+        coro = parent.get_coro()
+        while coro is not None:  # down the await chain: root coroutine ... the one awaiting us
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is None:
+                break
+            frames.append(frame)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        return frames
+    except Exception:
+        return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +187,7 @@ class DistributionAttributor:
         depth = 0
         saw_self = False
         max_depth = self._max_depth
+        awaiter = None  # frames of the task awaiting this one, once the walk reached the loop
         while frame is not None and depth < max_depth:
             name = frame.f_globals.get("__name__")
             info = modules.get(name)
@@ -180,7 +232,17 @@ class DistributionAttributor:
                     via.append(info[1])
             elif kind == _SELF_KIND:
                 saw_self = True
+            elif kind == _TASK_EDGE:
+                # The task's own frames are done (its root coroutine is a library's: gather(session.get(u)),
+                # create_task(client.get(u))): whoever runs the loop did not make the call — the task
+                # awaiting this one did, if it is known.  Its frames have no f_back: walk them as a list.
+                awaiter = _awaiter_frames() if awaiter is None else []
+                frame = awaiter.pop() if awaiter else None
+                depth += 1
+                continue
             frame = frame.f_back
+            if frame is None and awaiter:
+                frame = awaiter.pop()
             depth += 1
         if saw_self:  # only the auditor's own frames: its own call — the report raises an alarm
             via.reverse()
@@ -193,6 +255,11 @@ class DistributionAttributor:
         module = module if isinstance(module, str) else ""
         top = module.split(".", 1)[0]
         if top == _SELF:
+            # The interceptor's own frames (a channel's wrapper, the capture core) are on the stack of
+            # every call it sees: they say nothing about who made it.  Only the rest of the auditor
+            # (journal, web, cli, report) can make a call of its own — the alarm of DESIGN §2.
+            if module == _INTERCEPTOR or module.startswith(_INTERCEPTOR + "."):
+                return (_SKIP,)
             return (_SELF_KIND,)
         if "._vendor." in module or module.endswith("._vendor"):
             # pip._vendor.requests: a vendored transport; its owner is found further out (pip).
@@ -202,6 +269,8 @@ class DistributionAttributor:
             return (_VIA, top)
         if module == "__main__" or module == "__mp_main__":
             return (_CANDIDATE, True)
+        if module == "asyncio.events":  # Handle._run: the standard loop running a callback or task step
+            return (_TASK_EDGE,)
         if top in _STDLIB_TOP:
             return self._stdlib_kind(module)
         if not top:

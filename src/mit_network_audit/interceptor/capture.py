@@ -218,6 +218,21 @@ def current() -> Call | None:
     return _active.get()
 
 
+def enter_callers_code() -> contextvars.Token:
+    """Before running the audited program's own code from inside a call — a body generator the
+    library pulls, a file object it reads: no call is current there, so a call that code makes is a
+    row of its own (a relay's download inside its upload), not an inner layer of ours whose bytes go
+    to the upload.  Give the token back to ``leave_callers_code``."""
+    return _active.set(None)
+
+
+def leave_callers_code(token: contextvars.Token) -> None:
+    try:
+        _active.reset(token)
+    except ValueError:  # resumed in another context: nothing of ours to put back there
+        pass
+
+
 def channel_enabled(channel: str) -> bool:
     return runtime.active and channel not in runtime.disabled and not _suppressed.get()
 

@@ -50,6 +50,7 @@ class LocalClassifier:
         result = self._cache.get(key)
         if result is None:
             result = LOCAL if is_local_address(host) or is_local_address(dest_ip) else UNKNOWN
-            if len(self._cache) < 4096:
+            # short keys only: an inbound row's host is the client's Host header, new and long at will
+            if len(self._cache) < 4096 and (not isinstance(host, str) or len(host) <= 256):
                 self._cache[key] = result
         return result

@@ -37,6 +37,25 @@ class RequestBodyCounter:
         return getattr(self._raw, name)
 
 
+class _ReadintoRequestBodyCounter(RequestBodyCounter):
+    """For a stream that has ``readinto`` (wsgiref's and werkzeug's socket files): werkzeug's
+    ``LimitedStream`` — Flask's ``request.get_data()``, its form parser — reads through it when it is
+    there (and through ``read`` when not: so it is only there when the stream has it)."""
+
+    __slots__ = ()
+
+    def readinto(self, buffer):
+        n = self._raw.readinto(buffer)
+        if n:
+            self._call.req_bytes += n
+        return n
+
+
+def request_body_counter(raw, call) -> RequestBodyCounter:
+    """A ``RequestBodyCounter`` for ``raw`` with the same read methods as ``raw``."""
+    return (_ReadintoRequestBodyCounter if hasattr(raw, "readinto") else RequestBodyCounter)(raw, call)
+
+
 class ResponseCounter:
     __slots__ = ("_raw", "_call")
 

@@ -34,6 +34,11 @@ _WORDY = re.compile(r"^[a-z]+(?:[-_.][a-z]+)*$|^[A-Za-z][a-z]+(?:[A-Z][a-z]+)*$"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SPACE = re.compile(r"\s")
 _MEMO_VALUE_TYPES = (str, bytes)
+# Memos keep only short keys: hot loops repeat short URLs, and what a hostile peer sends (an inbound
+# path, header names) may be long and new every time — a memo of 4096 such keys of 64 KiB each
+# would hold hundreds of MB for the life of the process.
+_MEMO_MAX_LEN = 256
+_MEMO_MAX_URL_LEN = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +123,7 @@ class DefaultRedaction:
         except ValueError:
             port = None
         result = UrlParts(parts.scheme or None, parts.hostname, port, parts.path or "/", parts.query)
-        if len(self._url_cache) < 2048:  # hot loops call the same URLs; the cache stays in memory only
+        if len(self._url_cache) < 2048 and len(url) <= _MEMO_MAX_URL_LEN:  # hot loops repeat URLs (memory only)
             self._url_cache[url] = result
         return result
 
@@ -126,7 +131,7 @@ class DefaultRedaction:
         clean = self._host_cache.get(host)
         if clean is None:
             clean = _CONTROL.sub("", host).lower().rstrip(".") or host
-            if len(self._host_cache) < 1024:
+            if len(self._host_cache) < 1024 and len(host) <= _MEMO_MAX_LEN:
                 self._host_cache[host] = clean
         return clean
 
@@ -141,7 +146,7 @@ class DefaultRedaction:
             if masked is None:
                 segment_clean = segment.split(";", 1)[0]
                 masked = classify_segment(segment_clean) or _CONTROL.sub("", segment_clean)
-                if len(cache) < 4096:
+                if len(cache) < 4096 and len(segment) <= _MEMO_MAX_LEN:
                     cache[segment] = masked
             out.append(masked)
         return "/".join(out)
@@ -165,11 +170,11 @@ class DefaultRedaction:
             if known is None:
                 clean = _CONTROL.sub("", name.decode("latin-1") if isinstance(name, bytes) else str(name)).strip().lower()
                 known = (clean, clean in self._safe, f"{clean}: {MASK}")
-                if len(cache) < 1024:
+                if len(cache) < 1024 and (not isinstance(name, _MEMO_VALUE_TYPES) or len(name) <= _MEMO_MAX_LEN):
                     cache[name] = known
             if known[1]:
                 # Only str/bytes values are memoised: keyed by equality, 1, True and 1.0 would share a text.
-                memo = type(value) in _MEMO_VALUE_TYPES
+                memo = type(value) in _MEMO_VALUE_TYPES and len(value) <= _MEMO_MAX_LEN
                 text = safe_values.get((known[0], value)) if memo else None
                 if text is None:
                     raw = value.decode("latin-1") if isinstance(value, bytes) else str(value)

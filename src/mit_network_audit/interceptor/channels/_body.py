@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 from .. import capture
 
 _new = object.__new__
+_enter, _leave = capture.enter_callers_code, capture.leave_callers_code
 
 
 class CountingReader:
@@ -173,7 +176,8 @@ class ChunkedCountingReader(CountingReader):
 
 class CountingIterable:
     """Wraps a request body iterable (generator, chunked upload): counts and fingerprints each chunk
-    as the library pulls it; the chunks themselves go on unchanged."""
+    as the library pulls it; the chunks themselves go on unchanged.  The caller's iterator runs
+    outside the call (``capture.enter_callers_code``): a call it makes is its own row."""
 
     __slots__ = ("_it", "_call")
 
@@ -183,25 +187,49 @@ class CountingIterable:
 
     def __iter__(self):
         call = self._call
-        for chunk in self._it:
+        it = None
+        while True:
+            token = _enter()
+            try:
+                if it is None:
+                    it = iter(self._it)
+                chunk = next(it)
+            except StopIteration:
+                return
+            finally:
+                _leave(token)
             call.add_request_body(chunk)
             yield chunk
 
 
 class CountingFile:
-    """A file-like request body: the library reads it in blocks; count what it reads."""
+    """A file-like request body: the library reads it in blocks; count what it reads (the caller's
+    ``read`` runs outside the call, as a body generator does)."""
 
     def __init__(self, raw, call) -> None:
         self._raw = raw
         self._call = call
 
     def read(self, *args):
-        data = self._raw.read(*args)
+        token = _enter()
+        try:
+            data = self._raw.read(*args)
+        finally:
+            _leave(token)
         self._call.add_request_body(data)
         return data
 
     def __getattr__(self, name):  # seek/tell (rewinds on retry), fileno (fstat for a length), ...
         return getattr(self._raw, name)
+
+
+class CountingTextFile(CountingFile):
+    """A text file as a request body: http.client encodes what it reads when the body is an
+    ``io.TextIOBase`` (``_is_textIO``), so the proxy must pass for one (a virtual subclass: none of the
+    base's "unsupported" methods shadow the file's own ``seek``/``tell``/``fileno``)."""
+
+
+io.TextIOBase.register(CountingTextFile)
 
 
 def counting_body(body, call):
@@ -222,7 +250,7 @@ def counting_body(body, call):
         call.add_request_body(view.cast("B") if view.ndim == 1 and view.c_contiguous else view.tobytes())
         return body
     if hasattr(body, "read"):
-        return CountingFile(body, call)
+        return (CountingTextFile if isinstance(body, io.TextIOBase) else CountingFile)(body, call)
     try:
         iter(body)
     except TypeError:

@@ -4,6 +4,7 @@ row).  The row waits for the body: emitted on ``release``/``close`` of the respo
 
 from __future__ import annotations
 
+import inspect
 import weakref
 
 from .. import capture
@@ -23,6 +24,29 @@ def _release_once(call, state, response) -> None:
         capture.release(call)
 
 
+async def _callers_generator(agen):
+    """The caller's async generator body, pulled by aiohttp's writer task — where the aiohttp call is
+    current: its code runs outside the call (``capture.enter_callers_code``), so a call it makes (a
+    relay's download inside its upload) is its own row.  Closed early, it closes the caller's too."""
+    enter, leave = capture.enter_callers_code, capture.leave_callers_code
+    try:
+        while True:
+            token = enter()
+            try:
+                chunk = await agen.__anext__()
+            except StopAsyncIteration:
+                return
+            finally:
+                leave(token)
+            yield chunk
+    finally:
+        token = enter()
+        try:
+            await agen.aclose()
+        finally:
+            leave(token)
+
+
 def install(patches) -> None:
     import importlib
 
@@ -35,6 +59,13 @@ def install(patches) -> None:
             if call is None:
                 return await original(self, method, str_or_url, *args, **kwargs)
             try:
+                # the URL as aiohttp builds it: a relative one joined to the session's base_url, params added
+                url = self._build_url(str_or_url)
+                params = kwargs.get("params")
+                call.url = str(url.extend_query(params) if params else url)
+            except Exception:
+                pass  # aiohttp raises its own error for such a URL (InvalidUrlClientError): the row says what was given
+            try:
                 call.req_headers = list(dict(kwargs.get("headers") or {}).items())
                 data = kwargs.get("data")
                 if isinstance(data, bytes | str):
@@ -45,11 +76,15 @@ def install(patches) -> None:
                     call.req_bytes += len(json.dumps(kwargs["json"]).encode())
                 elif data is not None:  # a stream (async generator, file, form...): counted as written
                     call.mna_count_writes = True
+                    if inspect.isasyncgen(data):
+                        kwargs["data"] = _callers_generator(data)
             except Exception:
                 capture.counters["errors.capture"] += 1
             try:
                 response = await original(self, method, str_or_url, *args, **kwargs)
             except BaseException as exc:
+                if isinstance(exc, client.ClientResponseError):  # raise_for_status, too many redirects
+                    call.status = exc.status or None
                 capture.end(call, exc)
                 raise
             try:

@@ -55,6 +55,29 @@ def _detach_direct(conn) -> None:
     d["_mna_call"] = None
 
 
+def _end_direct(conn, call, exc: BaseException | None = None) -> None:
+    """A direct call is over (its response is in, it failed, or it was abandoned): the row goes
+    now, or when the response body that holds it is done.  A direct call is deferred from its
+    start (``putrequest``), so a request whose response nobody asks for — the connection closed,
+    the object dropped, the process ending — still gets its row (at close, or at exit)."""
+    _detach_direct(conn)
+    _end_call(call, exc)
+
+
+def _end_call(call, exc: BaseException | None = None) -> None:
+    capture.end(call, exc)
+    if call._holds <= 0:
+        capture.finish(call)
+
+
+def _abandoned(conn) -> None:
+    """The connection is closed (or reused by a new request) while a direct call still waits for
+    ``getresponse``: its request may well have gone out, so its row is emitted now."""
+    call = conn.__dict__.get("_mna_call")
+    if call is not None:
+        _end_direct(conn, call)
+
+
 def _buffer_headers(buffer) -> list:
     """Header (name, value) pairs of a request as http.client buffered it (``putheader`` lines)."""
     out = []
@@ -87,21 +110,31 @@ def install(patches) -> None:
                 return original(self, method, url, skip_host, skip_accept_encoding)
             args, kwargs = (skip_host, skip_accept_encoding), {}
             scheme = "https" if isinstance(self, HTTPSConnection) else "http"
-            host = self.host if ":" not in self.host else f"[{self.host}]"
-            full = url if "://" in url else f"{scheme}://{host}:{self.port}{url}"
+            # Through a CONNECT tunnel (set_tunnel) the destination is the tunnel's far end, not the proxy.
+            tunnel = getattr(self, "_tunnel_host", None)
+            host, port = (tunnel, self._tunnel_port) if tunnel else (self.host, self.port)
+            host = host if ":" not in host else f"[{host}]"
+            full = url if "://" in url else f"{scheme}://{host}:{port}{url}"
             call = capture.begin(NAME, activate=False, method=method, url=full, protocol=scheme)
-            d["_mna_call"] = call
-            d["_mna_body"] = False
             if call is None:
-                return original(self, method, url, *args, **kwargs)
-            _attach_direct(self)
+                result = original(self, method, url, *args, **kwargs)
+                _abandoned(self)  # putrequest succeeds only on an idle connection: an earlier call is over
+                d["_mna_call"] = None
+                return result
+            call.defer()  # see _end_direct
             with scope(call):
                 try:
-                    return original(self, method, url, *args, **kwargs)
+                    result = original(self, method, url, *args, **kwargs)
                 except BaseException as exc:
-                    _detach_direct(self)
-                    capture.end(call, exc)
+                    # the connection was busy (CannotSendRequest) or the request line invalid: an
+                    # earlier call on it stays as it is, still waiting for its getresponse
+                    _end_call(call, exc)
                     raise
+            _abandoned(self)
+            d["_mna_call"] = call
+            d["_mna_body"] = False
+            _attach_direct(self)
+            return result
 
         return putrequest
 
@@ -126,8 +159,7 @@ def install(patches) -> None:
                 try:
                     result = original(self, message_body, *args, **kwargs)
                 except BaseException as exc:
-                    _detach_direct(self)
-                    capture.end(call, exc)
+                    _end_direct(self, call, exc)
                     raise
             self.__dict__["_mna_body"] = True  # later send() calls carry body bytes (urllib3 style)
             return result
@@ -170,12 +202,14 @@ def install(patches) -> None:
                 except Exception:
                     capture.counters["errors.capture"] += 1
                 return response
+            # not the connection's call any more while the response comes: getresponse closes a
+            # connection that will close (close() must not take the call for an abandoned one)
+            self.__dict__["_mna_call"] = None
             with scope(call):
                 try:
                     response = original(self)
                 except BaseException as exc:
-                    _detach_direct(self)
-                    capture.end(call, exc)
+                    _end_direct(self, call, exc)
                     raise
             try:
                 if call.dest_ip is None and self.sock is not None:
@@ -187,7 +221,7 @@ def install(patches) -> None:
                     response.fp = (chunked_reader if response.chunked else CountingReader.wrap)(response.fp, call)
             except Exception:
                 capture.counters["errors.capture"] += 1
-            capture.end(call)
+            _end_call(call)  # now, or when the body is done (the reader holds the row)
             return response
 
         return getresponse
@@ -205,5 +239,14 @@ def install(patches) -> None:
 
     global _attach_direct
     _attach_direct = attach_direct
+    def make_close(original):
+        def close(self):
+            if self.__dict__.get("_mna_call") is not None:
+                _abandoned(self)
+            return original(self)
+
+        return close
+
     patches.wrap(HTTPConnection, "putrequest", make_putrequest)
     patches.wrap(HTTPConnection, "getresponse", make_getresponse)
+    patches.wrap(HTTPConnection, "close", make_close)

@@ -45,6 +45,8 @@ def _attach(call, response) -> None:
         response.__dict__["_mna_call"] = call
         call.hold()
         weakref.finalize(response, _release_once, call, response.__dict__.setdefault("_mna_state", [False]), None)
+        if response.is_closed:  # read and closed before it got here (a transport that gives a body in memory)
+            _on_close(response)
     except Exception:
         capture.counters["errors.capture"] += 1
 
@@ -67,6 +69,7 @@ def install(patches) -> None:
     import importlib
 
     httpx = importlib.import_module("httpx")
+    enter, leave = capture.enter_callers_code, capture.leave_callers_code
 
     class CountingStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         """The request's own stream, passed through chunk by chunk; each chunk counted (and
@@ -75,13 +78,35 @@ def install(patches) -> None:
         def __init__(self, stream, call) -> None:
             self.stream, self.call = stream, call
 
+        # The request's stream pulls the caller's own generator or file: that runs outside the call
+        # (capture.enter_callers_code), so a call it makes is its own row.
         def __iter__(self):
-            for chunk in self.stream:
+            it = None
+            while True:
+                token = enter()
+                try:
+                    if it is None:
+                        it = iter(self.stream)
+                    chunk = next(it)
+                except StopIteration:
+                    return
+                finally:
+                    leave(token)
                 self.call.add_request_body(chunk)
                 yield chunk
 
         async def __aiter__(self):
-            async for chunk in self.stream:
+            it = None
+            while True:
+                token = enter()
+                try:
+                    if it is None:
+                        it = self.stream.__aiter__()
+                    chunk = await it.__anext__()
+                except StopAsyncIteration:
+                    return
+                finally:
+                    leave(token)
                 self.call.add_request_body(chunk)
                 yield chunk
 

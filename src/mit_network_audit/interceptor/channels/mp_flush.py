@@ -45,3 +45,6 @@ def install(patches) -> None:
     if not _state["registered"]:
         util.register_after_fork(_anchor, _in_worker)
         _state["registered"] = True
+    from . import socket as socket_channel
+
+    socket_channel.share_multiprocessing_reducers()  # sockets that got a row before multiprocessing came

@@ -227,11 +227,27 @@ def _count_bytes_of(sock) -> bool:
         counting = _counting_classes.get(cls)
         if counting is None:
             counting = _counting_classes[cls] = _counting_class(cls)
+            share_multiprocessing_reducers()
         sock.__class__ = counting
         return True
     except Exception:  # an exotic socket class: the row still comes, without byte counts
         capture.counters["errors.socket_counting"] += 1
         return False
+
+
+def share_multiprocessing_reducers() -> None:
+    """multiprocessing pickles a socket (a ``Queue.put``, a worker's arguments) with a reducer it
+    looks up by the socket's *exact* class: a counting class gets its base's, or a socket with a row
+    of its own could not be handed to a worker any more (``TypeError: cannot pickle 'socket'``).
+    Called when a counting class is made and when multiprocessing is loaded (channels/mp_flush.py)."""
+    reduction = sys.modules.get("multiprocessing.reduction")
+    try:
+        reducers = reduction.ForkingPickler._extra_reducers
+        for base, counting in list(_counting_classes.items()):
+            if base in reducers and counting not in reducers:
+                reducers[counting] = reducers[base]
+    except Exception:  # not loaded (AttributeError on None), or not the multiprocessing we know
+        pass
 
 
 def _counting_class(base: type) -> type:

@@ -27,6 +27,10 @@ def install(patches) -> None:
                 return original(self, fullurl, data, *args, **kwargs)
             swapped = None  # a Request whose streamed body is counted while this call sends it
             try:
+                if data is not None and not isinstance(fullurl, str):
+                    # what open() does first; only then does the Request know its method (POST)
+                    fullurl.data, data = data, None
+                    call.method = fullurl.get_method()
                 body = data if data is not None else getattr(fullurl, "data", None)
                 if isinstance(body, bytes | bytearray):
                     call.add_request_body(body)
@@ -36,9 +40,7 @@ def install(patches) -> None:
                         if isinstance(fullurl, str):
                             data = counted  # urlopen builds its own Request around it
                         else:
-                            if data is not None:  # what open() would do first, with the caller's object
-                                fullurl.data, data = data, None
-                            # then the counting proxy, not through the setter (it drops Content-Length);
+                            # the counting proxy, not through the setter (it drops Content-Length);
                             # the caller's object is put back after the call
                             swapped = fullurl
                             fullurl._data = counted

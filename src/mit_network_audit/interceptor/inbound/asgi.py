@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import capture
 from ..channels.socket import claim_inbound
-from .wsgi import OUTER_CALL, _owner_of
+from .wsgi import OUTER_CALL, _owner_of, host_of, request_url
 
 NAME = "asgi"
 
@@ -75,12 +75,16 @@ class AuditASGIMiddleware:
             server = scope.get("server") or (None, None)
             client = scope.get("client") or (None, None)
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers") or ()]
-            host = dict(headers).get("host", server[0] or "localhost")
+            host = host_of(dict(headers).get("host")) or host_of(server[0])
             query = (scope.get("query_string") or b"").decode("latin-1")
+            # ``path`` includes ``root_path`` (the ASGI spec; uvicorn since 0.26); servers from before
+            # that clarification leave it out
+            root, path = scope.get("root_path") or "", scope.get("path") or ""
+            if root and path != root and not path.startswith(root.rstrip("/") + "/"):
+                path = root + path
             call.protocol = scheme
             call.method = scope.get("method") or "WEBSOCKET"
-            call.url = f"{scheme}://{host}{scope.get('root_path', '')}{scope.get('path', '')}" + (
-                f"?{query}" if query else "")
+            call.url = request_url(scheme, host, path, query)
             call.port = server[1]
             call.src_ip, call.src_port = client[0], client[1]
             call.req_headers = headers

@@ -5,11 +5,12 @@ client address.  Bodies are counted as they stream (never buffered); the respons
 from __future__ import annotations
 
 import inspect
+import re
 
 from .. import capture
 from ..attribution import Owner
 from ..channels.socket import claim_inbound
-from ..counting import RequestBodyCounter
+from ..counting import request_body_counter
 
 NAME = "wsgi"
 # The row of a request, in its environ (WSGI) or scope (ASGI): a middleware that finds one is an
@@ -44,6 +45,34 @@ def app_name_of(target) -> str | None:
     return target.split(":", 1)[0].split(".", 1)[0] or None
 
 
+_AUTHORITY_END = re.compile(r"[/?#\\]")
+_PATH_QUOTE = str.maketrans({"?": "%3F", "#": "%23"})
+
+
+def host_of(value) -> str | None:
+    """The host name in a Host header (or a server name), without its port or IPv6 brackets.  The
+    header is the client's: whatever follows a character that ends a URL's authority (``/ ? # \\``)
+    is no host name, and must not move the request's path and query in the row's URL."""
+    if not isinstance(value, str) or not value:
+        return None
+    value = _AUTHORITY_END.split(value, 1)[0].strip()
+    if value.startswith("["):
+        end = value.find("]")
+        return (value[1:end] or None) if end > 0 else None
+    if value.count(":") == 1:
+        value = value.split(":", 1)[0]
+    return value or None
+
+
+def request_url(scheme: str, host: str | None, path: str, query: str | None) -> str:
+    """The URL of an inbound request from its parts as the server decoded them: a ``?`` or ``#``
+    in the path (sent as ``%3F``/``%23``) stays in the path, not the start of a query or fragment."""
+    netloc = host or "localhost"
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    return f"{scheme}://{netloc}{path.translate(_PATH_QUOTE)}" + (f"?{query}" if query else "")
+
+
 class _ClosingIterable:
     """Counts the response body and emits the row when the server closes the iterable."""
 
@@ -72,6 +101,16 @@ class _ClosingIterable:
             capture.release(self._call)
 
 
+class _SizedClosingIterable(_ClosingIterable):
+    """The same, for a response whose blocks can be counted (a list): servers ask ``len()`` of it —
+    wsgiref sets ``Content-Length`` for a response of one block — and must get the same answer."""
+
+    __slots__ = ()
+
+    def __len__(self):
+        return len(self._it)
+
+
 class AuditWSGIMiddleware:
     def __init__(self, app, app_name: str | None = None) -> None:
         self.app = app
@@ -90,7 +129,7 @@ class AuditWSGIMiddleware:
         try:
             environ[OUTER_CALL] = call
             if "wsgi.input" in environ:
-                environ["wsgi.input"] = RequestBodyCounter(environ["wsgi.input"], call)
+                environ["wsgi.input"] = request_body_counter(environ["wsgi.input"], call)
         except Exception:
             capture.counters["errors.capture"] += 1
 
@@ -110,7 +149,7 @@ class AuditWSGIMiddleware:
             raise
         call.hold()
         capture.end(call)
-        return _ClosingIterable(result, call)
+        return (_SizedClosingIterable if hasattr(result, "__len__") else _ClosingIterable)(result, call)
 
 
 def _begin(environ, owner):
@@ -123,14 +162,13 @@ def _begin(environ, owner):
         scheme = environ.get("wsgi.url_scheme", "http")
         call.protocol = scheme
         call.method = environ.get("REQUEST_METHOD")
-        call.host = environ.get("HTTP_HOST", environ.get("SERVER_NAME", "")).rsplit(":", 1)[0] or None
+        call.host = host_of(environ.get("HTTP_HOST")) or host_of(environ.get("SERVER_NAME"))
         try:
             call.port = int(environ.get("SERVER_PORT") or 0) or None
         except ValueError:
             pass
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        query = environ.get("QUERY_STRING")
-        call.url = f"{scheme}://{call.host or 'localhost'}{path}" + (f"?{query}" if query else "")
+        call.url = request_url(scheme, call.host, path, environ.get("QUERY_STRING"))
         call.src_ip = environ.get("REMOTE_ADDR")
         try:
             call.src_port = int(environ.get("REMOTE_PORT") or 0) or None
