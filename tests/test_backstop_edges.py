@@ -139,3 +139,18 @@ def test_audit_hook_inert_after_uninstall(sink):
     raw.close()
     close_listener(srv)
     assert _outbound(sink) == []
+
+
+def test_refused_non_blocking_connect_is_an_error_row(sink):
+    # asyncio connects without blocking (connect raises BlockingIOError, the outcome is read later as
+    # SO_ERROR): a refused connection must be an error row, as a blocking connect's is (it said "ok").
+    import asyncio
+
+    async def go():
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", 9)
+
+    asyncio.run(go())
+    rows = [e for e in sink.events if e.direction == "outbound"]
+    assert [(e.channel, e.dest_port, e.outcome, e.error) for e in rows] == [
+        ("socket", 9, "error", "ConnectionRefusedError")]

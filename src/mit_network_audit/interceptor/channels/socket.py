@@ -25,6 +25,7 @@ TARGET = None
 # Sockets with a row of their own: id(sock) -> Call.  Byte counters only look here, so sockets
 # owned by an outer layer cost one failed dict lookup per send/recv.
 _tracked: dict[int, capture.Call] = {}
+_SO_ERROR = (socket.SOL_SOCKET, socket.SO_ERROR)
 in_wrapper = threading.local()  # the audit hook skips connects our wrapper already saw
 AF_UNIX = getattr(socket, "AF_UNIX", None)
 
@@ -210,8 +211,26 @@ def _counting_class(base: type) -> type:
         close.__name__ = close.__qualname__ = name
         return close
 
+    def getsockopt_watching():
+        # A non-blocking connect (asyncio, selectors) has its outcome read as SO_ERROR once the socket
+        # is writable: an error there is the connect's failure (the row said "ok" for a refused one).
+        original = base.getsockopt
+
+        def getsockopt(self, *args):
+            result = original(self, *args)
+            if result and args[:2] == _SO_ERROR and isinstance(result, int):
+                call = _tracked.get(id(self))
+                if call is not None and call.outcome == "ok":
+                    call.outcome = "error"
+                    cls = type(OSError(result, ""))  # ECONNREFUSED -> ConnectionRefusedError, as connect() raises
+                    call.error = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+            return result
+
+        return getsockopt
+
     namespace = {
         "__slots__": (),
+        "getsockopt": getsockopt_watching(),
         "__module__": base.__module__,
         "__qualname__": base.__qualname__,
         "send": counting("send", True),
