@@ -154,3 +154,29 @@ def test_refused_non_blocking_connect_is_an_error_row(sink):
     rows = [e for e in sink.events if e.direction == "outbound"]
     assert [(e.channel, e.dest_port, e.outcome, e.error) for e in rows] == [
         ("socket", 9, "error", "ConnectionRefusedError")]
+
+
+def test_non_blocking_connect_row_has_its_local_address(sink):
+    # The connect completes after connect() returned (asyncio): the local address is read when the
+    # outcome is (SO_ERROR 0), as a blocking connect's row has it.
+    import asyncio
+
+    srv = _echo_listener()
+
+    async def go():
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.getsockname()[1])
+        writer.write(b"ping")
+        data = await reader.read(100)
+        local = writer.get_extra_info("sockname")
+        writer.close()
+        await writer.wait_closed()
+        return data, local
+
+    try:
+        data, local = asyncio.run(go())
+    finally:
+        close_listener(srv)
+    assert data == b"pong:ping"
+    rows = [e for e in sink.events if e.direction == "outbound"]
+    assert [(e.channel, e.outcome, e.src_ip, e.src_port, e.req_bytes) for e in rows] == [
+        ("socket", "ok", local[0], local[1], 4)]

@@ -218,9 +218,14 @@ def _counting_class(base: type) -> type:
 
         def getsockopt(self, *args):
             result = original(self, *args)
-            if result and args[:2] == _SO_ERROR and isinstance(result, int):
+            if args[:2] == _SO_ERROR and isinstance(result, int):
                 call = _tracked.get(id(self))
-                if call is not None and call.outcome == "ok":
+                if call is None:
+                    pass
+                elif not result:  # connected: now the local address is known
+                    if call.src_ip is None:
+                        _enrich_peer(call, self)
+                elif call.outcome == "ok":
                     call.outcome = "error"
                     cls = type(OSError(result, ""))  # ECONNREFUSED -> ConnectionRefusedError, as connect() raises
                     call.error = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
