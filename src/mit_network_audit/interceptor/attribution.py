@@ -6,6 +6,13 @@ of the standard library and of known transport libraries (requests, urllib3, htt
 distribution (``importlib.metadata``), else the application's top-level package, else
 ``__main__``.  Everything per frame is cached by code object, so attribution costs
 microseconds.  Odoo supplies its own attributor (module path -> addon) through the same protocol.
+
+The interceptor's own frames (the channel wrapper between the wire and the caller) are skipped;
+only the rest of the auditor counts as "the auditor's own call".  A walk that reaches asyncio's
+loop (``Handle._run``: the task's root coroutine is a library's, as in ``gather(session.get(u))``)
+continues in the task awaiting this one, if there is one yet; the loop's runner never owns a call.
+A call handed to a thread pool as is (``pool.submit(requests.get, url)``) has no owner: the pool
+does not say who submitted it.
 """
 
 from __future__ import annotations
