@@ -91,7 +91,8 @@ def _enrich_connected(call, sock, address) -> None:
 
 
 def _forget(key, call) -> None:
-    if _tracked.pop(key, None) is not None:
+    """``call``'s socket is gone (collected, uninstall): release its row — if the socket still holds it."""
+    if _tracked.get(key) is call and _tracked.pop(key, None) is call:
         capture.release(call)
 
 
@@ -114,6 +115,9 @@ def start_raw_row(sock, address, channel: str = NAME):
 
 def _track(sock, call) -> None:
     key = id(sock)
+    previous = _tracked.pop(key, None)
+    if previous is not None:  # connected again (a UDP socket to another peer): the earlier row is complete
+        capture.release(previous)
     _tracked[key] = call
     call.hold()
     weakref.finalize(sock, _forget, key, call)
