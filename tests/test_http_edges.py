@@ -315,9 +315,8 @@ def test_calls_run_as_tasks_are_attributed_to_the_code_awaiting_them(sink, http_
         return bodies + contents
 
     assert asyncio.run(go()) == [b"response:-"] * 4
-    client = httpx.AsyncClient()
+    client = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0))  # nothing left to the dead loop
     assert asyncio.run(client.get(http_server + "/echo")).status_code == 200  # the loop runs it for us
-    asyncio.run(client.aclose())
     rows = outbound(sink)
     gather, group = line("LINE_AIOHTTP_GATHER"), line("LINE_HTTPX_TASKGROUP")
     assert [(e.channel, e.addon, e.call_site) for e in rows] == [
