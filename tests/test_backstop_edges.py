@@ -139,3 +139,73 @@ def test_audit_hook_inert_after_uninstall(sink):
     raw.close()
     close_listener(srv)
     assert _outbound(sink) == []
+
+
+def test_refused_non_blocking_connect_is_an_error_row(sink):
+    # asyncio connects without blocking (connect raises BlockingIOError, the outcome is read later as
+    # SO_ERROR): a refused connection must be an error row, as a blocking connect's is (it said "ok").
+    import asyncio
+
+    async def go():
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", 9)
+
+    asyncio.run(go())
+    rows = [e for e in sink.events if e.direction == "outbound"]
+    assert [(e.channel, e.dest_port, e.outcome, e.error) for e in rows] == [
+        ("socket", 9, "error", "ConnectionRefusedError")]
+
+
+def test_non_blocking_connect_row_has_its_local_address(sink):
+    # The connect completes after connect() returned (asyncio): the local address is read when the
+    # outcome is (SO_ERROR 0), as a blocking connect's row has it.
+    import asyncio
+
+    srv = _echo_listener()
+
+    async def go():
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.getsockname()[1])
+        writer.write(b"ping")
+        data = await reader.read(100)
+        local = writer.get_extra_info("sockname")
+        writer.close()
+        await writer.wait_closed()
+        return data, local
+
+    try:
+        data, local = asyncio.run(go())
+    finally:
+        close_listener(srv)
+    assert data == b"pong:ping"
+    rows = [e for e in sink.events if e.direction == "outbound"]
+    assert [(e.channel, e.outcome, e.src_ip, e.src_port, e.req_bytes) for e in rows] == [
+        ("socket", "ok", local[0], local[1], 4)]
+
+
+def test_udp_socket_connected_to_another_peer_closes_its_first_row(sink):
+    # connect() again on a UDP socket (a resolver trying its next server): one row per peer, the first
+    # complete at the second connect — not left open until exit — also when the socket is just dropped.
+    import gc
+
+    peers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    for peer in peers:
+        peer.bind(("127.0.0.1", 0))
+    ports = [peer.getsockname()[1] for peer in peers]
+    try:
+        for close in (True, False):
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.connect(("127.0.0.1", ports[0]))
+            udp.send(b"one")
+            udp.connect(("127.0.0.1", ports[1]))
+            udp.send(b"twotwo")
+            assert [(e.dest_port, e.req_bytes) for e in _outbound(sink)][-1:] == [(ports[0], 3)]
+            if close:
+                udp.close()
+            else:
+                del udp
+                gc.collect()
+            assert [(e.dest_port, e.req_bytes) for e in _outbound(sink)][-2:] == [(ports[0], 3), (ports[1], 6)]
+    finally:
+        for peer in peers:
+            peer.close()
+    assert len(_outbound(sink)) == 4

@@ -6,6 +6,13 @@ of the standard library and of known transport libraries (requests, urllib3, htt
 distribution (``importlib.metadata``), else the application's top-level package, else
 ``__main__``.  Everything per frame is cached by code object, so attribution costs
 microseconds.  Odoo supplies its own attributor (module path -> addon) through the same protocol.
+
+The interceptor's own frames (the channel wrapper between the wire and the caller) are skipped;
+only the rest of the auditor counts as "the auditor's own call".  A walk that reaches asyncio's
+loop (``Handle._run``: the task's root coroutine is a library's, as in ``gather(session.get(u))``)
+continues in the task awaiting this one, if there is one yet; the loop's runner never owns a call.
+A call handed to a thread pool as is (``pool.submit(requests.get, url)``) has no owner: the pool
+does not say who submitted it.
 """
 
 from __future__ import annotations
@@ -116,12 +123,19 @@ def _awaiting_task(future, depth: int = 0):
     return None
 
 
-def _awaiter_frames() -> list:
+def _awaiter_frames() -> list | None:
     """The frames of the task awaiting the current one, outermost first (a suspended task's await
-    chain: its frames have no ``f_back``), or [] when that cannot be known."""
+    chain: its frames have no ``f_back``); None when the loop itself was asked to run this task
+    (``asyncio.run(client.get(url))``, ``run_until_complete``: the code further out awaits it); []
+    when that cannot be known."""
     try:
         task = sys.modules["asyncio"].current_task()
-        parent = _awaiting_task(task) if task is not None else None
+        if task is None:
+            return []
+        for callback, _context in getattr(task, "_callbacks", None) or ():
+            if getattr(callback, "__name__", None) == "_run_until_complete_cb":
+                return None
+        parent = _awaiting_task(task)
         if parent is None:
             return []
         frames: list = []
@@ -232,14 +246,16 @@ class DistributionAttributor:
                     via.append(info[1])
             elif kind == _SELF_KIND:
                 saw_self = True
-            elif kind == _TASK_EDGE:
+            elif kind == _TASK_EDGE and awaiter is None:
                 # The task's own frames are done (its root coroutine is a library's: gather(session.get(u)),
                 # create_task(client.get(u))): whoever runs the loop did not make the call — the task
                 # awaiting this one did, if it is known.  Its frames have no f_back: walk them as a list.
-                awaiter = _awaiter_frames() if awaiter is None else []
-                frame = awaiter.pop() if awaiter else None
-                depth += 1
-                continue
+                awaiter = _awaiter_frames()
+                if awaiter is not None:
+                    frame = awaiter.pop() if awaiter else None
+                    depth += 1
+                    continue
+                awaiter = []  # the loop runs it for the code further out: go on outwards
             frame = frame.f_back
             if frame is None and awaiter:
                 frame = awaiter.pop()

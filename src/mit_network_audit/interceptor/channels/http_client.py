@@ -239,6 +239,7 @@ def install(patches) -> None:
 
     global _attach_direct
     _attach_direct = attach_direct
+
     def make_close(original):
         def close(self):
             if self.__dict__.get("_mna_call") is not None:

@@ -35,6 +35,7 @@ TARGET = None
 _tracked: dict[int, capture.Call] = {}
 in_wrapper = threading.local()  # the audit hook skips connects our wrapper already saw
 AF_UNIX = getattr(socket, "AF_UNIX", None)
+_SO_ERROR = (socket.SOL_SOCKET, socket.SO_ERROR)
 
 
 def _address(address):
@@ -105,7 +106,8 @@ def release(call) -> None:
 
 
 def _forget(key, call) -> None:
-    if _tracked.pop(key, None) is not None:
+    """``call``'s socket is gone (collected, uninstall): release its row — if the socket still holds it."""
+    if _tracked.get(key) is call and _tracked.pop(key, None) is call:
         release(call)
 
 
@@ -203,6 +205,9 @@ def start_raw_row(sock, address, channel: str = NAME):
 
 def _track(sock, call) -> None:
     key = id(sock)
+    previous = _tracked.pop(key, None)
+    if previous is not None:  # connected again (a UDP socket to another peer): the earlier row is complete
+        release(previous)
     _tracked[key] = call
     call.hold()
     if not _count_bytes_of(sock):  # a counting class finishes the row when collected (its __del__)
@@ -310,6 +315,28 @@ def _counting_class(base: type) -> type:
         close.__name__ = close.__qualname__ = name
         return close
 
+    def getsockopt_watching():
+        # A non-blocking connect (asyncio, selectors) has its outcome read as SO_ERROR once the socket
+        # is writable: an error there is the connect's failure (the row said "ok" for a refused one).
+        original = base.getsockopt
+
+        def getsockopt(self, *args):
+            result = original(self, *args)
+            if args[:2] == _SO_ERROR and isinstance(result, int):
+                call = _tracked.get(id(self))
+                if call is None:
+                    pass
+                elif not result:  # connected: now the local address is known
+                    if call.src_ip is None:
+                        _enrich_peer(call, self)
+                elif call.outcome == "ok":
+                    call.outcome = "error"
+                    cls = type(OSError(result, ""))  # ECONNREFUSED -> ConnectionRefusedError, as connect() raises
+                    call.error = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+            return result
+
+        return getsockopt
+
     base_finalizer = getattr(base, "__del__", None)  # _socket.socket's: it closes a forgotten fd
 
     def collected(self):
@@ -328,6 +355,7 @@ def _counting_class(base: type) -> type:
     namespace = {
         "__slots__": (),
         "__del__": collected,
+        "getsockopt": getsockopt_watching(),
         "__module__": base.__module__,
         "__qualname__": base.__qualname__,
         "send": counting("send", True),
