@@ -1,6 +1,7 @@
 """WSGI and ASGI middleware against real servers and real clients."""
 
 import asyncio
+import json
 import socket
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -224,8 +225,29 @@ def test_hostile_long_paths_and_header_names_are_not_kept_in_memos(sink):
         server.server_close()
     inbound = [e for e in sink.events if e.direction == "inbound"]
     assert len(inbound) == 40 and all(e.path == "/:token/tail" for e in inbound)
+    # and a row keeps at most a DNS name's worth of Host, and header names cut at 128 characters
+    assert all(len(e.host) == 253 + 1 and e.host.endswith("…") for e in inbound)
+    assert all(len(h) <= 128 + 1 + len(": ***") for e in inbound for h in e.req_headers)
+    assert all(len(json.dumps(e.as_dict())) < 2_000 for e in inbound)
     policy = capture.runtime.redaction
     memos = (policy._url_cache, policy._segment_cache, policy._header_cache, policy._host_cache,
              policy._safe_value_cache, capture.runtime.classifier._cache)
     kept = sum(len(str(key)) for memo in memos for key in memo)
     assert kept < 40 * 2_000, kept  # the short keys only (it was 40 x 60 KB)
+
+
+def test_a_hostile_request_cannot_make_its_row_large(sink):
+    """A path of many short segments, thousands of query keys: the row is cut and says so (…)."""
+    server = make_server("127.0.0.1", 0, AuditWSGIMiddleware(wsgi_app), handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        path = "/a" * 4_000
+        query = "&".join(f"k{i}=v" for i in range(3_000))
+        request = f"GET {path}?{query} HTTP/1.0\r\nHost: shop\r\n\r\n".encode()
+        assert _raw_request(server.server_port, request) == b"HTTP/1.0 201 Created"
+    finally:
+        server.shutdown()
+        server.server_close()
+    (ev,) = [e for e in sink.events if e.direction == "inbound"]
+    assert len(ev.path) == 2048 + 1 and ev.path.startswith("/a/a/") and ev.path.endswith("…")
+    assert len(ev.query_keys) == 64 + 1 and ev.query_keys[-1] == "…"

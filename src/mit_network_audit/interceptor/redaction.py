@@ -38,6 +38,14 @@ _MEMO_VALUE_TYPES = (str, bytes)
 # path, header names) may be long and new every time — a memo of 4096 such keys of 64 KiB each
 # would hold hundreds of MB for the life of the process.
 _MEMO_MAX_LEN = 256
+# What one row may keep of a value a client chooses (an inbound Host, path, header name, query key):
+# beyond it the text is cut and marked, so a hostile request cannot make each row tens of KB.
+HOST_MAX, PATH_MAX, NAME_MAX, QUERY_KEYS_MAX = 253, 2048, 128, 64
+CUT = "…"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + CUT
 _MEMO_MAX_URL_LEN = 2048
 
 
@@ -130,7 +138,7 @@ class DefaultRedaction:
     def host(self, host: str) -> str:
         clean = self._host_cache.get(host)
         if clean is None:
-            clean = _CONTROL.sub("", host).lower().rstrip(".") or host
+            clean = _cut(_CONTROL.sub("", host).lower().rstrip(".") or host, HOST_MAX)
             if len(self._host_cache) < 1024 and len(host) <= _MEMO_MAX_LEN:
                 self._host_cache[host] = clean
         return clean
@@ -149,7 +157,7 @@ class DefaultRedaction:
                 if len(cache) < 4096 and len(segment) <= _MEMO_MAX_LEN:
                     cache[segment] = masked
             out.append(masked)
-        return "/".join(out)
+        return _cut("/".join(out), PATH_MAX)
 
     def query_keys(self, query: str | None) -> tuple[str, ...]:
         if not query:
@@ -159,8 +167,9 @@ class DefaultRedaction:
             if not pair:
                 continue
             key = unquote(pair.split("=", 1)[0].replace("+", " "))
-            keys.add(classify_segment(key) or _CONTROL.sub("", key))
-        return tuple(sorted(keys))
+            keys.add(_cut(classify_segment(key) or _CONTROL.sub("", key), NAME_MAX))
+        ordered = sorted(keys)
+        return tuple(ordered) if len(ordered) <= QUERY_KEYS_MAX else (*ordered[:QUERY_KEYS_MAX], CUT)
 
     def headers(self, pairs: Iterable) -> tuple[str, ...]:
         out = []
@@ -168,7 +177,8 @@ class DefaultRedaction:
         for name, value in pairs or ():
             known = cache.get(name)
             if known is None:
-                clean = _CONTROL.sub("", name.decode("latin-1") if isinstance(name, bytes) else str(name)).strip().lower()
+                clean = _cut(_CONTROL.sub("", name.decode("latin-1") if isinstance(name, bytes) else str(name))
+                             .strip().lower(), NAME_MAX)
                 known = (clean, clean in self._safe, f"{clean}: {MASK}")
                 if len(cache) < 1024 and (not isinstance(name, _MEMO_VALUE_TYPES) or len(name) <= _MEMO_MAX_LEN):
                     cache[name] = known
