@@ -151,3 +151,18 @@ def test_run_with_a_relative_journal_path_keeps_every_child_in_that_journal(tmp_
         rows = [r.event for r in store.rows(limit=100)]
         assert [e.path for e in rows if e.channel == "urllib"] == ["/echo"]  # the child's call
         assert verify(store).ok
+
+
+def test_run_a_script_whose_file_name_is_not_utf8(tmp_path, http_server):
+    """Every row's call_site names the script: a name that is not UTF-8 (a lone surrogate in Python)
+    made each batch unwritable and the process's whole record a single gap row."""
+    script = os.path.join(os.fsencode(tmp_path), b"\xffshop.py")
+    with open(script, "wb") as fh:
+        fh.write(f"import urllib.request\nurllib.request.urlopen('{http_server}/echo').read()\n".encode())
+    dsn = f"sqlite:///{tmp_path}/run.db"
+    assert subprocess.run([*CLI, "run", "--db", dsn, "--", "python", script], timeout=60).returncode == 0
+    store = open_store(dsn)
+    rows = [r.event for r in store.rows(limit=100)]
+    assert sorted(e.method for e in rows) == ["GET", "start", "stop"], [(e.method, e.detail) for e in rows]
+    assert [e.call_site for e in rows if e.method == "GET"] == ["\\udcffshop.py:2 in <module>"]
+    assert verify(store).ok

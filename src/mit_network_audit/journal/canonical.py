@@ -192,6 +192,28 @@ def _reference_columns(fields: dict, bool_as_int: bool) -> list:
 _dumps_list = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # = schema.encode_fields
 
 
+def _utf8_text(value):
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_utf8_text(v) for v in value]
+    return value
+
+
+def utf8_safe(events) -> list[NetEvent]:
+    """The events with any text that cannot be UTF-8 -- a lone surrogate, which is what a file name,
+    argument or header that is not UTF-8 decodes to (``surrogateescape``) -- backslash-escaped
+    (``\\udcff``): the journal hashes and stores UTF-8 only, and one such value must not make a
+    whole batch unwritable.  A store's ``append`` retries a batch through this when encoding it
+    failed; events without such text come back as they are."""
+    out = []
+    for event in events:
+        fields = event.as_dict()
+        safe = {k: _utf8_text(v) for k, v in fields.items()}
+        out.append(event if safe == fields else NetEvent.from_dict(safe))
+    return out
+
+
 def prepare_rows(events, *, bool_as_int: bool) -> list[tuple]:
     """The part of chaining that does not depend on ``chain_seq`` or ``prev_hash``, done *before* a
     writer takes the journal lock: per event, the leaf hash input before and after the ``chain_seq``

@@ -18,7 +18,7 @@ import psycopg
 
 from ..interceptor.event import NetEvent
 from . import schema
-from .canonical import ZERO_HASH, iter_linked, prepare_rows
+from .canonical import ZERO_HASH, iter_linked, prepare_rows, utf8_safe
 from .store import JournalRow, RowFilter
 
 LOCK_KEY = 0x6D6E615F6A726E  # "mna_jrn": the journal writers' advisory lock
@@ -113,6 +113,12 @@ class PostgresStore:
             migrate_on(cur)
 
     def append(self, events: Sequence[NetEvent]) -> list[JournalRow]:
+        try:
+            return self._append(events)
+        except UnicodeEncodeError:  # text that is not UTF-8 (a lone surrogate): escaped, then written
+            return self._append(utf8_safe(events))
+
+    def _append(self, events: Sequence[NetEvent]) -> list[JournalRow]:
         if not events:
             return []
         ahead = prepare_rows(events[:ENCODED_AHEAD], bool_as_int=False)
