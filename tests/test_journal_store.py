@@ -253,3 +253,15 @@ def test_text_that_is_not_utf8_does_not_make_a_batch_unwritable(any_dsn, size):
     assert size == 1 or store.get(1).event == events[0]  # the other rows are as given
     assert verify(store).ok
     store.close()
+
+
+def test_a_nul_in_text_does_not_make_a_postgresql_batch_unwritable(any_dsn):
+    """PostgreSQL text cannot hold NUL (psycopg.DataError for the whole batch, retried forever by the
+    sink: nothing written after it). Such a value is escaped as \\x00 there; SQLite stores it as is."""
+    store = open_store(any_dsn)
+    events = [internal_event("heartbeat", detail=str(i)) for i in range(30)]
+    events[7] = NetEvent.from_dict({**events[7].as_dict(), "direction": "inbound", "method": "G\x00T"})
+    assert [r.chain_seq for r in store.append(events)] == list(range(1, 31))
+    assert store.get(8).event.method == ("G\\x00T" if store.kind == "postgres" else "G\x00T")
+    assert store.get(9).event == events[8] and verify(store).ok
+    store.close()

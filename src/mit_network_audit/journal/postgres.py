@@ -18,7 +18,7 @@ import psycopg
 
 from ..interceptor.event import NetEvent
 from . import schema
-from .canonical import ZERO_HASH, iter_linked, prepare_rows, utf8_safe
+from .canonical import ZERO_HASH, iter_linked, prepare_rows, storable
 from .store import JournalRow, RowFilter
 
 LOCK_KEY = 0x6D6E615F6A726E  # "mna_jrn": the journal writers' advisory lock
@@ -115,8 +115,11 @@ class PostgresStore:
     def append(self, events: Sequence[NetEvent]) -> list[JournalRow]:
         try:
             return self._append(events)
-        except UnicodeEncodeError:  # text that is not UTF-8 (a lone surrogate): escaped, then written
-            return self._append(utf8_safe(events))
+        except (UnicodeEncodeError, psycopg.DataError):  # a lone surrogate, a NUL: escaped, then written
+            safe = storable(events)
+            if all(a is b for a, b in zip(safe, events, strict=True)):
+                raise  # not one of those: the caller's error
+            return self._append(safe)
 
     def _append(self, events: Sequence[NetEvent]) -> list[JournalRow]:
         if not events:
