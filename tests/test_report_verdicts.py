@@ -166,3 +166,14 @@ def test_report_with_a_bad_catalogue_is_one_line_and_exit_2(tmp_path, content, s
         assert not isinstance(result.exception, ValueError | OSError)
     result = CliRunner().invoke(main, ["report", "--db", dsn, "--catalogue", str(bad)])
     assert str(bad) in result.output and says in result.output
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "-1", "inf", ""])
+def test_a_bad_checkpoint_stale_setting_counts_as_the_default(tmp_path, monkeypatch, value):
+    """$MNA_CHECKPOINT_STALE_S that is not a positive number of seconds ended every report in a
+    ValueError; it counts as 24 h: a journal two days old and never signed is still flagged."""
+    monkeypatch.setenv("MNA_CHECKPOINT_STALE_S", value)
+    store = open_store(f"sqlite:///{tmp_path}/j.db")
+    store.append([replace(row(), logged_at_us=now_us() - 2 * 86_400 * 10**6), row()])
+    rep = build_report(store, now_us() - 3 * 86_400 * 10**6, catalogue=CAT)
+    assert "checkpoint_missing" in {line.rule for line in rep.lines}, rep.lines
