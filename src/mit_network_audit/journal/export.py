@@ -214,7 +214,8 @@ def verify_bundle(path: str, public_key: str | None = None) -> BundleResult:
     try:
         files = read_bundle(path)
         _verify_files(files, public_key, res)
-    except (BundleError, NoteError, KeyProblem, ValueError, KeyError, zipfile.BadZipFile, OSError) as exc:
+    except (BundleError, NoteError, KeyProblem, ValueError, KeyError, zipfile.BadZipFile, OSError,
+            TypeError, AttributeError, RecursionError) as exc:  # whatever a hostile bundle holds: a verdict
         res.problems.append(f"{type(exc).__name__}: {exc}")
     res.ok = not res.problems
     return res
@@ -270,7 +271,9 @@ def _verify_files(files: dict[str, bytes], public_key: str | None, res: BundleRe
     doc = json.loads(proof_text)
     if _canon(doc) + "\n" != proof_text or doc.get("format") != FORMAT:
         raise BundleError("proof.json is not a canonical " + FORMAT + " document")
-    first, last, size = int(doc["first_seq"]), int(doc["last_seq"]), int(doc["tree_size"])
+    first, last, size = doc["first_seq"], doc["last_seq"], doc["tree_size"]
+    if not all(type(n) is int for n in (first, last, size)):
+        raise BundleError("proof.json: first_seq, last_seq and tree_size must be integers")
     if size != cp.size or not 1 <= first <= last <= size:
         raise BundleError(f"proof.json sizes ({first}..{last} of {size}) do not fit the checkpoint ({cp.size})")
     res.first_seq, res.last_seq = first, last
