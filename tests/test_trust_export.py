@@ -314,3 +314,21 @@ def test_a_malformed_bundle_is_a_verdict_never_a_traceback(tmp_path, key_env):  
         result = CliRunner().invoke(main, ["verify-bundle", str(bundle), "--format", "json"])
         assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (name, result.exception)
         assert json.loads(result.output)["ok"] is False, (name, result.output)
+
+
+def test_export_never_writes_over_a_directory_of_other_files(tmp_path, key_env):  # noqa: F811
+    dsn = f"sqlite:///{tmp_path}/j.db"
+    open_store(dsn).append(events(3))
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.txt").write_text("the project's own readme")
+    runner = CliRunner()
+    result = runner.invoke(main, ["export", "--db", dsn, "--out", str(project)])  # `--out .` in a project
+    assert result.exit_code == 2 and "not an earlier bundle" in result.output, result.output
+    assert (project / "README.txt").read_text() == "the project's own readme" and os.listdir(project) == ["README.txt"]
+    for out in (tmp_path / "empty", tmp_path / "new" / "b"):  # an empty directory, a new one
+        if out.name == "empty":
+            out.mkdir()
+        assert runner.invoke(main, ["export", "--db", dsn, "--out", str(out)]).exit_code == 0
+    result = runner.invoke(main, ["export", "--db", dsn, "--out", str(tmp_path / "empty")])  # over an earlier bundle
+    assert result.exit_code == 0, result.output

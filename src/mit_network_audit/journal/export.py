@@ -108,6 +108,7 @@ def export_bundle(store, out: str, *, since_us: int | None = None, until_us: int
                   witness_path: str | None = None) -> dict:
     """Write a bundle for the rows logged in [since, until).  Signs a fresh checkpoint when the rows
     are newer than the newest one and the key is at hand; otherwise exports only what is covered."""
+    _check_out(out)
     key, verifier = _keys(key, verifier)
     span = _seq_range(store, since_us, until_us)
     if span is None:
@@ -161,6 +162,19 @@ def export_bundle(store, out: str, *, since_us: int | None = None, until_us: int
     _write(out, files)
     return {"out": out, "first_seq": first, "last_seq": last, "rows": last - first + 1, "tree_size": cp.size,
             "manifest_signed": key is not None, "note": note}
+
+
+def _check_out(out: str) -> None:
+    """A directory bundle goes into a new or empty directory, or over an earlier bundle: never over
+    other files (``--out .`` replaced the project's own README.txt)."""
+    if out.endswith(".zip") or not os.path.isdir(out):
+        return
+    entries = set(os.listdir(out))
+    others = sorted(entries - {*FILES, "MANIFEST"}) or sorted(entries if "MANIFEST" not in entries else ())
+    if others:
+        raise BundleError(f"{out!r} is a directory that is not an earlier bundle (it holds {', '.join(others[:3])}"
+                          f"{', ...' if len(others) > 3 else ''}): give a new or empty directory, or a path ending "
+                          "in .zip")
 
 
 def _write(out: str, files: dict[str, bytes]) -> None:
