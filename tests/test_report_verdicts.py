@@ -177,3 +177,40 @@ def test_a_bad_checkpoint_stale_setting_counts_as_the_default(tmp_path, monkeypa
     store.append([replace(row(), logged_at_us=now_us() - 2 * 86_400 * 10**6), row()])
     rep = build_report(store, now_us() - 3 * 86_400 * 10**6, catalogue=CAT)
     assert "checkpoint_missing" in {line.rule for line in rep.lines}, rep.lines
+
+
+def test_events_lost_sums_the_gap_rows(any_dsn):
+    store = open_store(any_dsn)
+    store.append([row(), internal_event("gap", detail='{"lost": 7, "reasons": ["queue_full"]}'),
+                  internal_event("gap", detail='{"in_flight": 1, "lost": 4, "lost_internal": 2, "reasons": ["x"]}')])
+    rep = build_report(store, now_us() - 3600 * 10**6, catalogue=CAT)
+    assert [line.count for line in rep.lines if line.rule == "events_lost"] == [11]
+
+
+def test_a_gap_row_edited_into_bad_json_is_an_alarm_not_an_error(any_dsn):
+    from click.testing import CliRunner
+
+    from mit_network_audit.cli import main
+
+    store = open_store(any_dsn)
+    store.append([row(), internal_event("gap", detail='{"lost": 7, "reasons": ["queue_full"]}'),
+                  internal_event("gap", detail='{"in_flight": 1, "lost": 4, "lost_internal": 2, "reasons": ["x"]}')])
+    store.close()
+    if any_dsn.startswith("postgresql"):
+        import psycopg
+
+        conn = psycopg.connect(any_dsn, autocommit=True)
+        conn.execute("ALTER TABLE egress_log DISABLE TRIGGER ALL")
+        p = "%s"
+    else:
+        import sqlite3
+
+        conn = sqlite3.connect(any_dsn[len("sqlite:///"):], isolation_level=None)
+        conn.execute("DROP TRIGGER egress_log_no_update")
+        p = "?"
+    conn.execute(f"UPDATE egress_log SET detail = '{{' WHERE chain_seq = {p}", (2,))  # not JSON any more
+    conn.close()  # edited before any rollup read the row
+    result = CliRunner().invoke(main, ["report", "--db", any_dsn, "--format", "json", "--since", "1h"])
+    assert result.exit_code == 2, result.output  # it failed in the rollup: 'malformed JSON'
+    report = json.loads(result.output)
+    assert report["verdict"] == "alarm" and any(line["rule"] == "chain" for line in report["lines"]), report

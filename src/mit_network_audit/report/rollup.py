@@ -204,10 +204,13 @@ def _days_from_hours_sql() -> str:
 
 
 def _aggregate_sql(pg: bool) -> str:
+    # A gap row's detail is the writer's JSON ({"lost": 12, ...}); one that is not (an edited row:
+    # verify's alarm) counts 0 here instead of failing every rollup, and with it every report.
     lost = (
-        "coalesce((detail::json->>'lost')::bigint, 0)"
+        "coalesce(substring(detail from '^\\{.*\"lost\": ?([0-9]{1,18})[,}]')::bigint, 0)"
         if pg
-        else "coalesce(json_extract(detail, '$.lost'), 0)"
+        else "CASE WHEN json_valid(detail) THEN coalesce(CAST(json_extract(detail, '$.lost') AS INTEGER), 0) "
+             "ELSE 0 END"
     )
     p = "%s" if pg else "?"
     return f"""
