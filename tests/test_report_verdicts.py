@@ -214,3 +214,20 @@ def test_a_gap_row_edited_into_bad_json_is_an_alarm_not_an_error(any_dsn):
     assert result.exit_code == 2, result.output  # it failed in the rollup: 'malformed JSON'
     report = json.loads(result.output)
     assert report["verdict"] == "alarm" and any(line["rule"] == "chain" for line in report["lines"]), report
+
+
+def test_a_health_row_edited_into_a_json_array_is_an_alarm_not_a_traceback(tmp_path):
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from mit_network_audit.cli import main
+
+    dsn = f"sqlite:///{tmp_path}/j.db"
+    open_store(dsn).append([internal_event("start", detail='{"channels": []}'), internal_event("heartbeat", detail="{}")])
+    conn = sqlite3.connect(dsn[len("sqlite:///"):], isolation_level=None)
+    conn.execute("DROP TRIGGER egress_log_no_update")
+    conn.execute("UPDATE egress_log SET detail = '[1]' WHERE chain_seq = 2")  # AttributeError: 'list' ... 'get'
+    conn.close()
+    result = CliRunner().invoke(main, ["report", "--db", dsn, "--format", "json"])
+    assert result.exit_code == 2 and json.loads(result.output)["verdict"] == "alarm", result.output

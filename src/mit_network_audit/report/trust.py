@@ -414,7 +414,7 @@ def _process_health(store, since_us: int, now_us: int, *, settings_changed: bool
         try:
             for ch in json.loads(detail or "{}").get("disabled", ()):
                 disabled.setdefault(ch, []).append(last_seq)
-        except ValueError:
+        except (ValueError, AttributeError, TypeError):  # not the writer's JSON object: an edited row
             pass
     if silent:
         lines.append(
