@@ -173,3 +173,13 @@ def test_user_add_refuses_a_name_that_is_blank_or_not_printable(sqlite_dsn, name
                                 input="correct horse battery\n")
     assert result.exit_code == 2 and "is not a user name" in result.output, result.output  # it added them
     assert CliRunner().invoke(main, ["user", "list", "--db", sqlite_dsn]).output == ""
+
+
+@pytest.mark.parametrize("dsn", [":memory:", "sqlite:///:memory:", "sqlite:///"])
+def test_run_refuses_a_journal_that_lives_only_in_memory(tmp_path, dsn):
+    """Each audited process would write into its own memory: every row gone at exit, exit status 0."""
+    paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    done = subprocess.run([sys.executable, "-m", "mit_network_audit.cli", "run", "--db", dsn, "--", "true"],
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "is not a journal file" in done.stderr, done.stderr
