@@ -165,3 +165,21 @@ def test_a_mistyped_scheme_is_refused_not_taken_for_a_file_name(tmp_path, dsn, c
                           timeout=60)
     assert done.returncode == 2 and "is not a DSN" in done.stderr and "sqlite:///" in done.stderr, done.stderr
     assert os.listdir(tmp_path) == []  # it made a directory 'sqlite:' (or a file 'sqlite:x.db') here
+
+
+@pytest.mark.parametrize("name", ["", " ", " alice", "al\x1bice", "bob\n"])
+def test_user_add_refuses_a_name_that_is_blank_or_not_printable(sqlite_dsn, name):
+    result = CliRunner().invoke(main, ["user", "add", name, "--role", "officer", "--password-stdin", "--db", sqlite_dsn],
+                                input="correct horse battery\n")
+    assert result.exit_code == 2 and "is not a user name" in result.output, result.output  # it added them
+    assert CliRunner().invoke(main, ["user", "list", "--db", sqlite_dsn]).output == ""
+
+
+@pytest.mark.parametrize("dsn", [":memory:", "sqlite:///:memory:", "sqlite:///"])
+def test_run_refuses_a_journal_that_lives_only_in_memory(tmp_path, dsn):
+    """Each audited process would write into its own memory: every row gone at exit, exit status 0."""
+    paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    done = subprocess.run([sys.executable, "-m", "mit_network_audit.cli", "run", "--db", dsn, "--", "true"],
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "is not a journal file" in done.stderr, done.stderr

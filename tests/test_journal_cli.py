@@ -174,3 +174,24 @@ def test_a_period_that_ends_before_it_begins_is_a_usage_error(sqlite_dsn, tmp_pa
         code, out = run(*command, "--db", dsn, "--until", "yesterday")
         assert code == 2 and "Invalid value for '--until'" in out, (command, out)
     assert not (tmp_path / "b").exists()
+
+
+HOSTILE = {"method": "[/bold]G\x1b[2J\x1b]0;pwned\x07T", "host": "[/b]x.example", "addon": "[link=http://evil/]shop[/link]"}
+
+
+def test_log_and_report_show_hostile_text_as_text(sqlite_dsn):
+    """A client's request method, a Host header, a module name: never rich markup (an unmatched
+    closing tag ended log and report in a MarkupError traceback) nor terminal control sequences."""
+    dsn = filled(sqlite_dsn)
+    store = open_store(dsn)
+    hostile = outbound(HOSTILE["host"], addon=HOSTILE["addon"]).as_dict()
+    store.append([NetEvent.from_dict({**hostile, "method": HOSTILE["method"]})])
+    store.close()
+    code, out = run("log", "--db", dsn)
+    assert code == 0 and "[/b]x.example" in out and "[link=http://evil/]" in out, out
+    assert "\x1b" not in out and "\x07" not in out and "\\x1b[2J" in out
+    code, out = run("report", "--db", dsn)
+    assert code in (0, 1, 2) and "[/b]x.example" in out and "Traceback" not in out, out
+    assert "\x1b" not in out
+    code, out = run("log", "--db", dsn, "--format", "jsonl")  # the data itself is untouched
+    assert json.loads(out.splitlines()[0])["method"] == HOSTILE["method"]

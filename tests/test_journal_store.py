@@ -233,3 +233,35 @@ def test_four_processes_four_threads_gapless(any_dsn):
     open_store(any_dsn).close()
     run_in_processes(_writer, [(any_dsn, 4, 15)] * 4)
     assert_gapless_and_intact(any_dsn, 4 * 4 * sum(1 + i % 3 for i in range(15)))
+
+
+@pytest.mark.parametrize("size", [1, 40, 700])  # one row; the column path; the staged, chunked SQLite path
+def test_text_that_is_not_utf8_does_not_make_a_batch_unwritable(any_dsn, size):
+    """A lone surrogate -- what a file name or argument that is not UTF-8 decodes to -- is escaped
+    (backslashreplace); the batch, this row included, is written and verifies.  It used to fail the
+    whole batch with UnicodeEncodeError, every time the sink retried it: every event of the process lost."""
+    store = open_store(any_dsn)
+    events = [internal_event("heartbeat", detail=str(i)) for i in range(size)]
+    poisoned = NetEvent.from_dict({**events[size // 2].as_dict(), "call_site": "/srv/\udcffapp.py:3 in f",
+                                   "req_headers": ["x-\udcfe: ***"], "host": "h\udcff.example"})
+    events[size // 2] = poisoned
+    rows = store.append(events)
+    assert [r.chain_seq for r in rows] == list(range(1, size + 1))
+    stored = store.get(size // 2 + 1).event
+    assert stored.call_site == "/srv/\\udcffapp.py:3 in f" and stored.req_headers == ("x-\\udcfe: ***",)
+    assert stored.host == "h\\udcff.example" and rows[size // 2].event == stored
+    assert size == 1 or store.get(1).event == events[0]  # the other rows are as given
+    assert verify(store).ok
+    store.close()
+
+
+def test_a_nul_in_text_does_not_make_a_postgresql_batch_unwritable(any_dsn):
+    """PostgreSQL text cannot hold NUL (psycopg.DataError for the whole batch, retried forever by the
+    sink: nothing written after it). Such a value is escaped as \\x00 there; SQLite stores it as is."""
+    store = open_store(any_dsn)
+    events = [internal_event("heartbeat", detail=str(i)) for i in range(30)]
+    events[7] = NetEvent.from_dict({**events[7].as_dict(), "direction": "inbound", "method": "G\x00T"})
+    assert [r.chain_seq for r in store.append(events)] == list(range(1, 31))
+    assert store.get(8).event.method == ("G\\x00T" if store.kind == "postgres" else "G\x00T")
+    assert store.get(9).event == events[8] and verify(store).ok
+    store.close()

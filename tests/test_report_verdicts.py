@@ -190,3 +190,68 @@ def test_report_with_a_bad_catalogue_is_one_line_and_exit_2(tmp_path, content, s
         assert not isinstance(result.exception, ValueError | OSError)
     result = CliRunner().invoke(main, ["report", "--db", dsn, "--catalogue", str(bad)])
     assert str(bad) in result.output and says in result.output
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "-1", "inf", ""])
+def test_a_bad_checkpoint_stale_setting_counts_as_the_default(tmp_path, monkeypatch, value):
+    """$MNA_CHECKPOINT_STALE_S that is not a positive number of seconds ended every report in a
+    ValueError; it counts as 24 h: a journal two days old and never signed is still flagged."""
+    monkeypatch.setenv("MNA_CHECKPOINT_STALE_S", value)
+    store = open_store(f"sqlite:///{tmp_path}/j.db")
+    store.append([replace(row(), logged_at_us=now_us() - 2 * 86_400 * 10**6), row()])
+    rep = build_report(store, now_us() - 3 * 86_400 * 10**6, catalogue=CAT)
+    assert "checkpoint_missing" in {line.rule for line in rep.lines}, rep.lines
+
+
+def test_events_lost_sums_the_gap_rows(any_dsn):
+    store = open_store(any_dsn)
+    store.append([row(), internal_event("gap", detail='{"lost": 7, "reasons": ["queue_full"]}'),
+                  internal_event("gap", detail='{"in_flight": 1, "lost": 4, "lost_internal": 2, "reasons": ["x"]}')])
+    rep = build_report(store, now_us() - 3600 * 10**6, catalogue=CAT)
+    assert [line.count for line in rep.lines if line.rule == "events_lost"] == [11]
+
+
+def test_a_gap_row_edited_into_bad_json_is_an_alarm_not_an_error(any_dsn):
+    from click.testing import CliRunner
+
+    from mit_network_audit.cli import main
+
+    store = open_store(any_dsn)
+    store.append([row(), internal_event("gap", detail='{"lost": 7, "reasons": ["queue_full"]}'),
+                  internal_event("gap", detail='{"in_flight": 1, "lost": 4, "lost_internal": 2, "reasons": ["x"]}')])
+    store.close()
+    if any_dsn.startswith("postgresql"):
+        import psycopg
+
+        conn = psycopg.connect(any_dsn, autocommit=True)
+        conn.execute("ALTER TABLE egress_log DISABLE TRIGGER ALL")
+        p = "%s"
+    else:
+        import sqlite3
+
+        conn = sqlite3.connect(any_dsn[len("sqlite:///"):], isolation_level=None)
+        conn.execute("DROP TRIGGER egress_log_no_update")
+        p = "?"
+    conn.execute(f"UPDATE egress_log SET detail = '{{' WHERE chain_seq = {p}", (2,))  # not JSON any more
+    conn.close()  # edited before any rollup read the row
+    result = CliRunner().invoke(main, ["report", "--db", any_dsn, "--format", "json", "--since", "1h"])
+    assert result.exit_code == 2, result.output  # it failed in the rollup: 'malformed JSON'
+    report = json.loads(result.output)
+    assert report["verdict"] == "alarm" and any(line["rule"] == "chain" for line in report["lines"]), report
+
+
+def test_a_health_row_edited_into_a_json_array_is_an_alarm_not_a_traceback(tmp_path):
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from mit_network_audit.cli import main
+
+    dsn = f"sqlite:///{tmp_path}/j.db"
+    open_store(dsn).append([internal_event("start", detail='{"channels": []}'), internal_event("heartbeat", detail="{}")])
+    conn = sqlite3.connect(dsn[len("sqlite:///"):], isolation_level=None)
+    conn.execute("DROP TRIGGER egress_log_no_update")
+    conn.execute("UPDATE egress_log SET detail = '[1]' WHERE chain_seq = 2")  # AttributeError: 'list' ... 'get'
+    conn.close()
+    result = CliRunner().invoke(main, ["report", "--db", dsn, "--format", "json"])
+    assert result.exit_code == 2 and json.loads(result.output)["verdict"] == "alarm", result.output

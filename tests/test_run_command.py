@@ -151,3 +151,56 @@ def test_run_with_a_relative_journal_path_keeps_every_child_in_that_journal(tmp_
         rows = [r.event for r in store.rows(limit=100)]
         assert [e.path for e in rows if e.channel == "urllib"] == ["/echo"]  # the child's call
         assert verify(store).ok
+
+
+def test_run_a_script_whose_file_name_is_not_utf8(tmp_path, http_server):
+    """Every row's call_site names the script: a name that is not UTF-8 (a lone surrogate in Python)
+    made each batch unwritable and the process's whole record a single gap row."""
+    script = os.path.join(os.fsencode(tmp_path), b"\xffshop.py")
+    with open(script, "wb") as fh:
+        fh.write(f"import urllib.request\nurllib.request.urlopen('{http_server}/echo').read()\n".encode())
+    dsn = f"sqlite:///{tmp_path}/run.db"
+    assert subprocess.run([*CLI, "run", "--db", dsn, "--", "python", script], timeout=60).returncode == 0
+    store = open_store(dsn)
+    rows = [r.event for r in store.rows(limit=100)]
+    assert sorted(e.method for e in rows) == ["GET", "start", "stop"], [(e.method, e.detail) for e in rows]
+    assert [e.call_site for e in rows if e.method == "GET"] == ["\\udcffshop.py:2 in <module>"]
+    assert verify(store).ok
+
+
+def test_a_hostile_request_does_not_stop_a_postgresql_journal(tmp_path, pg_dsn):
+    """A client sends a request whose method holds a NUL byte to a wsgiref app under `run` on
+    PostgreSQL: its row (method escaped) and every row after it are written. The row used to make
+    each batch unwritable, so nothing more was journaled for the life of the process."""
+    import signal
+    import socket
+    import time
+
+    app = tmp_path / "app.py"
+    app.write_text(
+        "import sys\nfrom wsgiref.simple_server import make_server, WSGIRequestHandler\n"
+        "class Quiet(WSGIRequestHandler):\n    def log_message(self, *a): pass\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'ok']\n"
+        "srv = make_server('127.0.0.1', 0, app, handler_class=Quiet)\n"
+        "print(srv.server_port, flush=True)\nsrv.serve_forever()\n")
+    proc = subprocess.Popen([*CLI, "run", "--db", pg_dsn, "--", "python", str(app)], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        for request in (b"G\x00T /hostile HTTP/1.0\r\n\r\n", b"GET /after HTTP/1.0\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(request)
+                assert s.recv(100).startswith(b"HTTP/1.0 200")
+        store = open_store(pg_dsn, create=False)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            paths = [r.event.path for r in store.rows(limit=100) if r.event.direction == "inbound"]
+            if "/after" in paths:
+                break
+            time.sleep(0.2)
+        assert sorted(paths) == ["/after", "/hostile"], paths
+        assert [r.event.method for r in store.rows(limit=100) if r.event.path == "/hostile"] == ["G\\x00T"]
+        assert verify(store).ok
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)

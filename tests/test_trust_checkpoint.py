@@ -277,3 +277,23 @@ def test_cli_signing_where_a_file_cannot_be_written_is_one_line_and_exit_2(tmp_p
         assert result.exit_code == 2 and "j.db.signer.lock" in result.output, (command, result.output)
         assert "cannot write the bundle" not in result.output  # the bundle is not what failed
     assert open_store(dsn).min_seq() == 1  # the vacuum deleted nothing
+
+
+def test_cli_checkpoint_into_a_closed_pipe_does_not_say_it_could_not_sign(tmp_path, key_env):  # noqa: F811
+    """`checkpoint | head -1`: the checkpoint is signed, the rest of the note cannot be printed; that
+    is a closed pipe (click's quiet exit), not 'cannot sign a checkpoint: Broken pipe'."""
+    import os
+    import subprocess
+    import sys
+
+    dsn = f"sqlite:///{tmp_path}/j.db"
+    open_store(dsn).append(events(3))
+    paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    read, write = os.pipe()
+    os.close(read)  # nobody will read what it prints
+    done = subprocess.run([sys.executable, "-m", "mit_network_audit.cli", "checkpoint", "--db", dsn], stdout=write,
+                          stderr=subprocess.PIPE, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)})
+    os.close(write)
+    assert "cannot sign" not in done.stderr, done.stderr
+    assert open_store(dsn).execute_raw("SELECT count(*) FROM mna_checkpoints")[0][0] == 1

@@ -23,6 +23,7 @@ from mit_network_audit.cli import main
 from mit_network_audit.journal import checkpoint as ckpt
 from mit_network_audit.journal import open_store
 from mit_network_audit.journal.export import (
+    FORMAT,
     BundleError,
     export_bundle,
     prove,
@@ -271,3 +272,63 @@ def test_cli_export_and_prove_refuse_a_named_key_that_does_not_exist(tmp_path, k
         result = runner.invoke(main, [*args, "--db", dsn, "--key", missing])
         assert result.exit_code == 2 and f"no signing key at {missing}" in result.output, result.output
     assert not (tmp_path / "b").exists()  # not signed with the default key instead
+
+
+def _reforged(bundle: Path, proof=None, first_row=None) -> None:
+    """What anyone can do to a bundle: change proof.json or a row, then write the MANIFEST again,
+    unsigned (a bundle exported without the signing key has such a manifest)."""
+    import hashlib
+
+    if proof is not None:
+        (bundle / "proof.json").write_text(json.dumps(proof, sort_keys=True, separators=(",", ":")) + "\n")
+    if first_row is not None:
+        lines = (bundle / "rows.jsonl").read_text().splitlines()
+        (bundle / "rows.jsonl").write_text("\n".join([first_row, *lines[1:]]) + "\n")
+    origin = (bundle / "checkpoint.txt").read_text().split("\n")[0]
+    names = ("rows.jsonl", "checkpoint.txt", "proof.json", "key.pub", "README.txt")
+    body = [FORMAT, origin] + [f"{hashlib.sha256((bundle / n).read_bytes()).hexdigest()} {n}" for n in names]
+    (bundle / "MANIFEST").write_text("\n".join(body) + "\n")
+
+
+def test_a_malformed_bundle_is_a_verdict_never_a_traceback(tmp_path, key_env):  # noqa: F811
+    dsn = f"sqlite:///{tmp_path}/j.db"
+    open_store(dsn).append(events(4))
+    good = tmp_path / "good"
+    assert CliRunner().invoke(main, ["export", "--db", dsn, "--out", str(good)]).exit_code == 0
+    proof = json.loads((good / "proof.json").read_text())
+    row = json.loads((good / "rows.jsonl").read_text().splitlines()[0])
+    canon = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+    variants = {
+        "left edge not a list": {"proof": {**proof, "left_edge": 5}},
+        "proof hashes not text": {"proof": {**proof, "consistency": [1, 2]}},
+        "proof not an object": {"proof": [1]},
+        "first_seq null": {"proof": {**proof, "first_seq": None}},
+        "first_seq 1.5": {"proof": {**proof, "first_seq": 1.5}},  # int(1.5) == 1: it used to verify
+        "prev_hash a number": {"first_row": canon({**row, "prev_hash": 5})},
+        "nested a million deep": {"first_row": "[" * 100_000 + "]" * 100_000},
+    }
+    for name, change in variants.items():
+        bundle = tmp_path / name.replace(" ", "-")
+        shutil.copytree(good, bundle)
+        _reforged(bundle, **change)
+        result = CliRunner().invoke(main, ["verify-bundle", str(bundle), "--format", "json"])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (name, result.exception)
+        assert json.loads(result.output)["ok"] is False, (name, result.output)
+
+
+def test_export_never_writes_over_a_directory_of_other_files(tmp_path, key_env):  # noqa: F811
+    dsn = f"sqlite:///{tmp_path}/j.db"
+    open_store(dsn).append(events(3))
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.txt").write_text("the project's own readme")
+    runner = CliRunner()
+    result = runner.invoke(main, ["export", "--db", dsn, "--out", str(project)])  # `--out .` in a project
+    assert result.exit_code == 2 and "not an earlier bundle" in result.output, result.output
+    assert (project / "README.txt").read_text() == "the project's own readme" and os.listdir(project) == ["README.txt"]
+    for out in (tmp_path / "empty", tmp_path / "new" / "b"):  # an empty directory, a new one
+        if out.name == "empty":
+            out.mkdir()
+        assert runner.invoke(main, ["export", "--db", dsn, "--out", str(out)]).exit_code == 0
+    result = runner.invoke(main, ["export", "--db", dsn, "--out", str(tmp_path / "empty")])  # over an earlier bundle
+    assert result.exit_code == 0, result.output

@@ -167,3 +167,36 @@ def test_vacuum_cli_odd_windows(tmp_path, key_env):  # noqa: F811
         result = runner.invoke(main, ["vacuum", "--db", dsn, "--older-than", window, "--yes"])
         assert result.exit_code == 0 and "nothing older than the retention window" in result.output, result.output
     assert open_store(dsn).min_seq() == 1  # nothing removed by any of them
+
+
+def test_rows_deleted_from_the_start_are_caught_without_any_key(trust_dsn, tmp_path, monkeypatch):  # noqa: F811
+    """The default install has no signing key yet: deleting the oldest rows (the chain accepts a later
+    first row when a retention anchor explains it) must still fail verify and alarm the report. The
+    anchor check ran only when a key was configured: verify said 'chain intact', the report all clear."""
+    for var in ("MNA_SIGNING_KEY", "MNA_PUBLIC_KEY", "MNA_WITNESS_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MNA_SIGNING_KEY_FILE", str(tmp_path / "no-key-here" / "signing.key"))
+    store = open_store(trust_dsn)
+    store.append(events(10))
+    ckpt.ensure_tables(store)  # as the first `verify` or `report` makes them
+    store.close()
+    conn, p = attacker(trust_dsn)
+    conn.execute(f"DELETE FROM egress_log WHERE chain_seq <= {p}", (3,))
+    conn.close()
+    runner = CliRunner()
+    result = runner.invoke(main, ["verify", "--db", trust_dsn])
+    assert result.exit_code == 1 and "rows below chain_seq 4 are gone" in result.output, result.output
+    result = runner.invoke(main, ["report", "--db", trust_dsn, "--format", "json"])
+    assert result.exit_code == 2 and json.loads(result.output)["verdict"] == "alarm", result.output
+
+
+def test_a_vacuumed_journal_verifies_on_a_machine_without_the_key(tmp_path, key_env, monkeypatch):  # noqa: F811
+    dsn = f"sqlite:///{tmp_path}/j.db"
+    store = open_store(dsn)
+    store.append(old_events(20))
+    store.append(events(3))
+    vacuum(store, older_than_s=30 * 86400)
+    store.close()
+    monkeypatch.setenv("MNA_SIGNING_KEY_FILE", str(tmp_path / "no-key-here" / "signing.key"))
+    result = CliRunner().invoke(main, ["verify", "--db", dsn])
+    assert result.exit_code == 0 and "rows 1..20 removed by the retention vacuum" in result.output, result.output

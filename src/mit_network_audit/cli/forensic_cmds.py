@@ -17,6 +17,7 @@ import sys
 import click
 
 from ..journal import forensic
+from ..report.render import printable
 from .common import db_option, format_us, open_or_exit
 
 
@@ -187,7 +188,7 @@ def list_cmd(dsn, limit, fmt):
         return
     click.echo(f"{'seq':>8}  {'captured (UTC)':19}  {'size':>9}  {'kept':>9}  {'event_id':32}  where")
     for i in items:
-        where = f"{i.method or ''} {i.host or ''}{i.path or ''} ({i.addon or '?'})".strip()
+        where = printable(f"{i.method or ''} {i.host or ''}{i.path or ''} ({i.addon or '?'})".strip())
         click.echo(
             f"{i.chain_seq if i.chain_seq is not None else '-':>8}  {format_us(i.captured_at_us):19}  "
             f"{i.size:>9}  {i.stored:>9}{'+' if i.truncated else ' '} {i.event_id}  {where}"

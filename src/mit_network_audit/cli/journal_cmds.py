@@ -14,6 +14,7 @@ from rich.table import Table
 from ..journal.store import RowFilter
 from ..journal.verify import verify as verify_journal
 from ..report import integrity
+from ..report.render import safe_text
 from .common import db_option, format_us, open_or_exit, parse_period, verify_progress
 
 
@@ -29,8 +30,9 @@ def _row_table(rows) -> Table:
         table.add_column(col, no_wrap=col not in ("Host", "Addon"), overflow="ellipsis")
     for r in rows:
         e = r.event
-        table.add_row(str(r.chain_seq), format_us(e.logged_at_us), e.direction, e.channel, e.host or "",
-                      (e.method or "")[:30], "" if e.status is None else str(e.status), e.addon or "",
+        table.add_row(str(r.chain_seq), format_us(e.logged_at_us), *map(safe_text, (
+                      e.direction, e.channel, e.host or "", (e.method or "")[:30])),
+                      "" if e.status is None else str(e.status), safe_text(e.addon or ""),
                       "yes" if e.vendor_bound else "", str(e.req_bytes), str(e.resp_bytes),
                       style="red" if e.outcome == "error" else None)
     return table

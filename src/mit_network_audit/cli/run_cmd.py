@@ -8,7 +8,8 @@ import sys
 
 import click
 
-from ..journal import absolute_dsn, default_dsn, display_dsn, open_store
+from ..journal import absolute_dsn, default_dsn, display_dsn, is_postgres, open_store
+from ..journal.sqlite import path_from_dsn
 from .common import db_option
 
 SITE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "runner", "site")
@@ -44,6 +45,10 @@ def run(dsn, disable, command):
       mit-network-audit run -- python -m pip download somepkg
     """
     dsn = absolute_dsn(dsn or default_dsn())  # the program and its children may change directory
+    if not is_postgres(dsn) and path_from_dsn(dsn) in ("", ":memory:"):
+        click.echo(f"error: {dsn!r} is not a journal file: the program's rows would vanish with it; "
+                   "give a file path, sqlite:///path or postgresql://...", err=True)
+        sys.exit(2)
     try:
         open_store(dsn).close()  # create the journal now, and fail early with a clear message
     except Exception as exc:

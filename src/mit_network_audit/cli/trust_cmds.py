@@ -44,7 +44,10 @@ def _fail(message: str, code: int = 2):
 
 def _os_fail(exc: OSError, doing: str, hint: str = "") -> None:
     """A file the command needs could not be written (the journal's signer lock beside it, the witness
-    file, the bundle): one line naming it, exit 2."""
+    file, the bundle): one line naming it, exit 2.  Standard output closed early (``| head``) is not
+    that: click ends quietly, as for any command."""
+    if isinstance(exc, BrokenPipeError):
+        raise exc
     where = "" if exc.filename is None else f": {exc.filename!r}"
     _fail(f"{doing}: {exc.strerror or exc}{where}{hint}")
 

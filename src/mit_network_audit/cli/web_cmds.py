@@ -65,6 +65,10 @@ def _read_password(from_stdin: bool) -> str:
 @click.option("--password-stdin", is_flag=True, help="read the password from standard input")
 def user_add(dsn, name, role, password_stdin):
     """Add an account."""
+    if not name.strip() or name != name.strip() or not name.isprintable():
+        click.echo(f"error: {name!r} is not a user name: use printable characters, not blank, no spaces at "
+                   "either end", err=True)
+        sys.exit(2)
     try:
         _accounts(dsn).add(name, role, _read_password(password_stdin))
     except ValueError as exc:

@@ -192,6 +192,29 @@ def _reference_columns(fields: dict, bool_as_int: bool) -> list:
 _dumps_list = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # = schema.encode_fields
 
 
+def _storable_text(value):
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    if isinstance(value, list):
+        return [_storable_text(v) for v in value]
+    return value
+
+
+def storable(events) -> list[NetEvent]:
+    """The events with any text a database cannot store escaped: a lone surrogate -- what a file
+    name, argument or header that is not UTF-8 decodes to (``surrogateescape``) -- as its Python
+    escape (``\\udcff``), and NUL, which PostgreSQL text cannot hold, as ``\\x00``.  One such value
+    must not make a whole batch unwritable (the sink would retry it forever, and nothing after it
+    would be written).  A store's ``append`` retries a batch through this when writing it failed so;
+    events without such text come back as they are."""
+    out = []
+    for event in events:
+        fields = event.as_dict()
+        safe = {k: _storable_text(v) for k, v in fields.items()}
+        out.append(event if safe == fields else NetEvent.from_dict(safe))
+    return out
+
+
 def prepare_rows(events, *, bool_as_int: bool) -> list[tuple]:
     """The part of chaining that does not depend on ``chain_seq`` or ``prev_hash``, done *before* a
     writer takes the journal lock: per event, the leaf hash input before and after the ``chain_seq``

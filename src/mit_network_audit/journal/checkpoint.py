@@ -605,7 +605,7 @@ def verify_trust(store, *, verifier: Verifier | None = None, witness_path: str |
         if not _has_checkpoint_tables(store):
             return [_check("checkpoints", True, "no checkpoint tables in this journal (and none could be "
                            "created: disk full or read-only): a truncated tail or a full rewrite cannot be "
-                           "detected", "review")]
+                           "detected", "review"), *_anchor_checks(store)]
         raise
     witness_path = witness_path or default_witness_path(store, key_path)
     records = read_witness(witness_path)
@@ -620,7 +620,7 @@ def verify_trust(store, *, verifier: Verifier | None = None, witness_path: str |
     if verifier is None:
         return [_check("checkpoints", True, "no signing or public key configured: a truncated tail or a full "
                        "rewrite cannot be detected (run `mit-network-audit keys init`, then "
-                       "`mit-network-audit checkpoint`)", "review")]
+                       "`mit-network-audit checkpoint`)", "review"), *_anchor_checks(store)]
     checks: list[dict] = []
     origin = origin_of(store)
     db_cps, db_bad = db_checkpoints(store, verifier)
@@ -733,19 +733,23 @@ def verify_trust(store, *, verifier: Verifier | None = None, witness_path: str |
             checks.append(_check("checkpoint freshness", True, f"newest checkpoint is {age / 3600:.0f} h old "
                                  f"and {size_now - newest.size:,} rows are newer", "review"))
 
-    # -- retention anchor
+    return checks + _anchor_checks(store)
+
+
+def _anchor_checks(store) -> list[dict]:
+    """The oldest stored row is seq 1, or the newest retention anchor explains the rows below it.
+    Needs no key: rows deleted from the start of the journal are caught without checkpoints."""
     low = store.min_seq()
-    if low is not None and low > 1:
-        anchor = anchor_for(store, low)
-        first = store.execute_raw("SELECT prev_hash FROM egress_log WHERE chain_seq = %s", (low,))
-        if anchor is None or anchor.get("malformed"):
-            checks.append(_check("retention anchor", False,
-                                 f"rows below chain_seq {low} are gone and no valid retention anchor explains it"))
-        elif int(anchor["cut_seq"]) != low or anchor["last_removed_row_hash"] != first[0][0]:
-            checks.append(_check("retention anchor", False,
-                                 f"the oldest row ({low}) does not continue the newest anchor (cut at "
-                                 f"{anchor['cut_seq']}): rows were removed outside the vacuum"))
-        else:
-            checks.append(_check("retention anchor", True, f"rows 1..{low - 1:,} removed by the retention vacuum "
-                                 f"(anchor at chain_seq {anchor['anchor_seq']})"))
-    return checks
+    if low is None or low <= 1:
+        return []
+    anchor = anchor_for(store, low)
+    first = store.execute_raw("SELECT prev_hash FROM egress_log WHERE chain_seq = %s", (low,))
+    if anchor is None or anchor.get("malformed"):
+        return [_check("retention anchor", False,
+                       f"rows below chain_seq {low} are gone and no valid retention anchor explains it")]
+    if int(anchor["cut_seq"]) != low or anchor["last_removed_row_hash"] != first[0][0]:
+        return [_check("retention anchor", False,
+                       f"the oldest row ({low}) does not continue the newest anchor (cut at "
+                       f"{anchor['cut_seq']}): rows were removed outside the vacuum")]
+    return [_check("retention anchor", True, f"rows 1..{low - 1:,} removed by the retention vacuum "
+                   f"(anchor at chain_seq {anchor['anchor_seq']})")]

@@ -108,6 +108,7 @@ def export_bundle(store, out: str, *, since_us: int | None = None, until_us: int
                   witness_path: str | None = None) -> dict:
     """Write a bundle for the rows logged in [since, until).  Signs a fresh checkpoint when the rows
     are newer than the newest one and the key is at hand; otherwise exports only what is covered."""
+    _check_out(out)
     key, verifier = _keys(key, verifier)
     span = _seq_range(store, since_us, until_us)
     if span is None:
@@ -163,6 +164,19 @@ def export_bundle(store, out: str, *, since_us: int | None = None, until_us: int
             "manifest_signed": key is not None, "note": note}
 
 
+def _check_out(out: str) -> None:
+    """A directory bundle goes into a new or empty directory, or over an earlier bundle: never over
+    other files (``--out .`` replaced the project's own README.txt)."""
+    if out.endswith(".zip") or not os.path.isdir(out):
+        return
+    entries = set(os.listdir(out))
+    others = sorted(entries - {*FILES, "MANIFEST"}) or sorted(entries if "MANIFEST" not in entries else ())
+    if others:
+        raise BundleError(f"{out!r} is a directory that is not an earlier bundle (it holds {', '.join(others[:3])}"
+                          f"{', ...' if len(others) > 3 else ''}): give a new or empty directory, or a path ending "
+                          "in .zip")
+
+
 def _write(out: str, files: dict[str, bytes]) -> None:
     if out.endswith(".zip"):
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -214,7 +228,8 @@ def verify_bundle(path: str, public_key: str | None = None) -> BundleResult:
     try:
         files = read_bundle(path)
         _verify_files(files, public_key, res)
-    except (BundleError, NoteError, KeyProblem, ValueError, KeyError, zipfile.BadZipFile, OSError) as exc:
+    except (BundleError, NoteError, KeyProblem, ValueError, KeyError, zipfile.BadZipFile, OSError,
+            TypeError, AttributeError, RecursionError) as exc:  # whatever a hostile bundle holds: a verdict
         res.problems.append(f"{type(exc).__name__}: {exc}")
     res.ok = not res.problems
     return res
@@ -270,7 +285,9 @@ def _verify_files(files: dict[str, bytes], public_key: str | None, res: BundleRe
     doc = json.loads(proof_text)
     if _canon(doc) + "\n" != proof_text or doc.get("format") != FORMAT:
         raise BundleError("proof.json is not a canonical " + FORMAT + " document")
-    first, last, size = int(doc["first_seq"]), int(doc["last_seq"]), int(doc["tree_size"])
+    first, last, size = doc["first_seq"], doc["last_seq"], doc["tree_size"]
+    if not all(type(n) is int for n in (first, last, size)):
+        raise BundleError("proof.json: first_seq, last_seq and tree_size must be integers")
     if size != cp.size or not 1 <= first <= last <= size:
         raise BundleError(f"proof.json sizes ({first}..{last} of {size}) do not fit the checkpoint ({cp.size})")
     res.first_seq, res.last_seq = first, last

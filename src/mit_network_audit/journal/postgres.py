@@ -18,7 +18,7 @@ import psycopg
 
 from ..interceptor.event import NetEvent
 from . import schema
-from .canonical import ZERO_HASH, iter_linked, prepare_rows
+from .canonical import ZERO_HASH, iter_linked, prepare_rows, storable
 from .store import JournalRow, RowFilter
 
 LOCK_KEY = 0x6D6E615F6A726E  # "mna_jrn": the journal writers' advisory lock
@@ -123,6 +123,15 @@ class PostgresStore:
             migrate_on(cur)
 
     def append(self, events: Sequence[NetEvent]) -> list[JournalRow]:
+        try:
+            return self._append(events)
+        except (UnicodeEncodeError, psycopg.DataError):  # a lone surrogate, a NUL: escaped, then written
+            safe = storable(events)
+            if all(a is b for a, b in zip(safe, events, strict=True)):
+                raise  # not one of those: the caller's error
+            return self._append(safe)
+
+    def _append(self, events: Sequence[NetEvent]) -> list[JournalRow]:
         if not events:
             return []
         ahead = prepare_rows(events[:ENCODED_AHEAD], bool_as_int=False)

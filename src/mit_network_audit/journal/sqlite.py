@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from ..interceptor.event import NetEvent
 from . import schema
-from .canonical import ZERO_HASH, link_prepared, prepare_rows
+from .canonical import ZERO_HASH, link_prepared, prepare_rows, storable
 from .store import JournalRow, RowFilter
 
 _COLS = ", ".join(f"{c} {schema.column_type(c, postgres=False)}" for c in schema.COLUMNS)
@@ -250,6 +250,12 @@ class SQLiteStore:
 
     # -- writing ---------------------------------------------------------------------------------
     def append(self, events: Sequence[NetEvent]) -> list[JournalRow]:
+        try:
+            return self._append(events)
+        except UnicodeEncodeError:  # text that is not UTF-8 (a lone surrogate): escaped, then written
+            return self._append(storable(events))
+
+    def _append(self, events: Sequence[NetEvent]) -> list[JournalRow]:
         if not events:
             return []
         bounds = _chunk_bounds(len(events))

@@ -348,6 +348,18 @@ def _never_signed(store, now_us: int, stale_after_us: int) -> list[Line]:
     ]
 
 
+def _stale_after_us() -> int:
+    """``$MNA_CHECKPOINT_STALE_S`` in microseconds; a value that is not a positive number of seconds
+    (a typo, nan, -1) counts as the default 24 h instead of ending the report in a ValueError."""
+    try:
+        seconds = float(os.environ.get("MNA_CHECKPOINT_STALE_S", "86400"))
+    except ValueError:
+        seconds = 86400.0
+    if not (0 < seconds < 10**9):  # nan and inf fail this too
+        seconds = 86400.0
+    return int(seconds * 1_000_000)
+
+
 def _checkpoint_freshness(store, now_us: int, stale_after_us: int | None = None) -> list[Line]:
     """Review when the newest signed checkpoint is old and rows were written since.
 
@@ -358,7 +370,7 @@ def _checkpoint_freshness(store, now_us: int, stale_after_us: int | None = None)
     journal started today is not flagged before its operator had a chance to set up signing.
     """
     if stale_after_us is None:
-        stale_after_us = int(float(os.environ.get("MNA_CHECKPOINT_STALE_S", "86400")) * 1_000_000)
+        stale_after_us = _stale_after_us()
     pg = getattr(store, "kind", "") == "postgres"
     exists = store.execute_raw(
         "SELECT to_regclass('mna_checkpoints') IS NOT NULL"
