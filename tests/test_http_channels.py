@@ -67,6 +67,29 @@ def test_redirects_one_row_per_hop(sink, http_server):
     assert [e.path for e in rows] == ["/redirect/3", "/redirect/2", "/redirect/1", "/echo"]
 
 
+def test_urllib_redirects_one_row_per_hop_and_a_cross_host_hop_is_named(sink, http_server):
+    """urllib follows redirects inside one urlopen: still one row per hop (as requests and httpx), so a
+    redirect to another host is that host's row, not hidden under the first one."""
+    with urllib.request.urlopen(http_server + "/redirect/2") as response:
+        body = response.read()
+    rows = outbound(sink)
+    assert [(e.channel, e.path, e.status) for e in rows] == [
+        ("urllib", "/redirect/2", 302), ("urllib", "/redirect/1", 302), ("urllib", "/echo", 200)]
+    assert rows[-1].resp_bytes == len(body) and all(e.addon == "test_http_channels" for e in rows)
+    sink.events.clear()
+    port = int(http_server.rsplit(":", 1)[1])
+    target = f"http://localhost:{port}/echo?copy=1"  # the same server under another name: another host
+
+    class Hop(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            return super().redirect_request(req, fp, code, msg, headers, target)
+
+    opener = urllib.request.build_opener(Hop)
+    assert opener.open(http_server + "/redirect/1").read() == body
+    hosts = [(e.host, e.path, e.query_keys, e.status) for e in outbound(sink)]
+    assert hosts == [("127.0.0.1", "/redirect/1", (), 302), ("localhost", "/echo", ("copy",), 200)]
+
+
 def test_refused_connection_row_and_same_exception(sink):
     with pytest.raises(requests.ConnectionError):
         requests.get("http://127.0.0.1:9/", timeout=2)

@@ -91,6 +91,7 @@ class Call:
     _token = None
     tap_state = None
     _src_sock = None  # a socket whose local address is still to be read (see channels/socket.py)
+    hopped = False  # ended early: a redirect's next hop began inside it (channels/urllib.py)
     inbound_peer = None  # an accepted connection's client address, until an HTTP layer claims it
     inbound_sock = None
 

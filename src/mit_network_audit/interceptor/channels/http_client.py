@@ -197,6 +197,7 @@ def install(patches) -> None:
                             if owner.dest_ip is None:
                                 owner.dest_ip, owner.dest_port = peer["dest_ip"], peer["dest_port"]
                             owner.src_ip, owner.src_port = peer["src_ip"], peer["src_port"]
+                    owner.status = response.status  # each hop's own (urllib ends a hop when it redirects)
                     if response.fp is not None:
                         response.fp = (chunked_reader if response.chunked else counting_reader)(response.fp, owner)
                 except Exception:

@@ -1,5 +1,8 @@
-"""urllib.request — owned at ``OpenerDirector.open`` (one row per ``urlopen``, redirects included,
-since urllib follows them inside one open).  Non-HTTP schemes (file:, data:) make no row."""
+"""urllib.request — owned at ``OpenerDirector.open``: one row per HTTP exchange.  urllib follows a
+redirect (and retries with credentials after a 401) by opening the next request *inside* the open
+in progress; that inner open ends the hop before it (its row, with its 3xx/401 status) and is a
+row of its own, so a chain gives one row per hop as requests and httpx do — a redirect to another
+host is named.  Non-HTTP schemes (file:, data:) make no row."""
 
 from __future__ import annotations
 
@@ -22,6 +25,10 @@ def install(patches) -> None:
             method = None
             if not isinstance(fullurl, str):
                 method = fullurl.get_method()
+            previous = capture.current()
+            if previous is not None and previous.channel == NAME and not previous._ended:
+                previous.hopped = True  # its own open returns later: nothing more is taken from it
+                capture.end(previous)
             call = capture.begin(NAME, method=method or ("POST" if data is not None else "GET"), url=url)
             if call is None:
                 return original(self, fullurl, data, *args, **kwargs)
@@ -51,15 +58,18 @@ def install(patches) -> None:
             try:
                 response = original(self, fullurl, data, *args, **kwargs)
             except BaseException as exc:
-                try:
-                    call.status = getattr(exc, "code", None)
-                except Exception:
-                    pass
-                capture.end(call, exc)
+                if not call.hopped:
+                    try:
+                        call.status = getattr(exc, "code", None)
+                    except Exception:
+                        pass
+                    capture.end(call, exc)
                 raise
             finally:
                 if swapped is not None:
                     swapped._data = body
+            if call.hopped:  # a redirect's hop: the response is the last hop's, in that hop's row
+                return response
             try:
                 call.status = getattr(response, "status", None)
                 call.resp_headers = list(response.getheaders()) if hasattr(response, "getheaders") else ()
