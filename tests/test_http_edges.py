@@ -324,3 +324,83 @@ def test_calls_run_as_tasks_are_attributed_to_the_code_awaiting_them(sink, http_
         ("httpx", "acme_connector", f"acme_connector/async_clients.py:{group} in with_httpx_taskgroup")] * 2 + [
         ("httpx", "test_http_edges", f"test_http_edges.py:{_line_of('the loop runs it for us')} in "
                                      "test_calls_run_as_tasks_are_attributed_to_the_code_awaiting_them")]
+
+
+def test_aiohttp_redirects_one_row_per_hop_and_a_cross_host_hop_is_named(sink, http_server):
+    """aiohttp follows redirects inside one _request: still one row per hop (as requests and httpx), the
+    last hop's row has the body; too many redirects: the last hop's row is the error."""
+    import asyncio
+
+    import aiohttp
+
+    port = int(http_server.rsplit(":", 1)[1])
+
+    async def go():
+        async with aiohttp.ClientSession() as s:
+            async with s.get(http_server + "/redirect/2") as r:
+                body = await r.read()
+            async with s.get(http_server + "/redirect/1", allow_redirects=False) as r:
+                assert r.status == 302
+            async with s.get(f"http://127.0.0.1:{port}/redirect/3", max_redirects=2) as r:
+                pass
+            return body
+
+    async def go_too_many():
+        async with aiohttp.ClientSession() as s:
+            with pytest.raises(aiohttp.TooManyRedirects):
+                async with s.get(http_server + "/redirect/3", max_redirects=1):
+                    pass
+
+    with pytest.raises(aiohttp.TooManyRedirects):
+        asyncio.run(go())
+    rows = outbound(sink)
+    assert [(e.path, e.status, e.outcome) for e in rows] == [
+        ("/redirect/2", 302, "ok"), ("/redirect/1", 302, "ok"), ("/echo", 200, "ok"),  # followed
+        ("/redirect/1", 302, "ok"),  # allow_redirects=False
+        ("/redirect/3", 302, "ok"), ("/redirect/2", 302, "error")]  # the second redirect is one too many
+    assert rows[2].resp_bytes > 0 and rows[0].resp_bytes == 0
+    assert all(e.channel == "aiohttp" and e.addon == "test_http_edges" for e in rows)
+    sink.events.clear()
+    asyncio.run(go_too_many())
+    assert [(e.path, e.status, e.outcome, e.error) for e in outbound(sink)] == [
+        ("/redirect/3", 302, "error", "aiohttp.client_exceptions.TooManyRedirects")]  # raised before a 2nd hop
+
+
+def test_aiohttp_redirect_to_another_host_is_that_hosts_row(sink):
+    import asyncio
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import aiohttp
+
+    class Hop(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            if self.path == "/innocent":
+                self.send_response(302)
+                self.send_header("Location", f"http://localhost:{self.server.server_port}/collect?data=x")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hop)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    async def go():
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{server.server_port}/innocent") as r:
+            return await r.read()
+
+    try:
+        assert asyncio.run(go()) == b"ok"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [(e.host, e.path, e.query_keys, e.status) for e in outbound(sink)] == [
+        ("127.0.0.1", "/innocent", (), 302), ("localhost", "/collect", ("data",), 200)]

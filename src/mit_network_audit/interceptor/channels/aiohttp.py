@@ -1,6 +1,9 @@
-"""aiohttp client — one row per ``ClientSession._request`` (redirects aiohttp follows stay in that
-row).  The row waits for the body: emitted on ``release``/``close`` of the response (an
-``async with`` block, or reading the body), or when the response is collected."""
+"""aiohttp client — owned at ``ClientSession._request``: one row per HTTP exchange.  aiohttp follows
+redirects inside one ``_request``; each hop's ``ClientRequest.send`` after a redirect response ends
+the hop before (its row, its 3xx status) and opens the next one, so a chain gives one row per hop as
+requests and httpx do — a redirect to another host is named.  The row waits for the body: emitted on
+``release``/``close`` of the response (an ``async with`` block, or reading the body), or when the
+response is collected."""
 
 from __future__ import annotations
 
@@ -11,6 +14,12 @@ from .. import capture
 
 NAME = "aiohttp"
 TARGET = "aiohttp"
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _hop(call):
+    """The call of the hop in progress (the last one a redirect opened), for ``call``'s ``_request``."""
+    return getattr(call, "mna_hop", call)
 
 
 def _release_once(call, state, response) -> None:
@@ -83,10 +92,16 @@ def install(patches) -> None:
             try:
                 response = await original(self, method, str_or_url, *args, **kwargs)
             except BaseException as exc:
+                first, call = call, _hop(call)
                 if isinstance(exc, client.ClientResponseError):  # raise_for_status, too many redirects
-                    call.status = exc.status or None
+                    call.status = exc.status or call.status
                 capture.end(call, exc)
+                if first is not call:
+                    capture.end(first)  # already finished as a hop: only its scope
                 raise
+            first, call = call, _hop(call)
+            if first is not call:
+                capture.end(first)
             try:
                 call.status = response.status
                 call.resp_headers = list(response.headers.items())
@@ -124,6 +139,35 @@ def install(patches) -> None:
 
     current = capture._active_get
 
+    def make_send(original):
+        # Once per hop.  After a redirect response (the status start() put on the hop's call), the hop
+        # before is complete: its row goes, and this request is the next hop's call.
+        async def send(self, conn, *args, **kwargs):
+            hop = current()
+            if hop is not None and hop.channel == NAME and hop.status in _REDIRECTS:
+                try:
+                    root = getattr(hop, "mna_root", hop)
+                    capture.end(hop)
+                    following = capture.begin(NAME, method=str(self.method).upper(), url=str(self.url))
+                    if following is not None:
+                        following.mna_root = root
+                        following.mna_count_writes = getattr(root, "mna_count_writes", False)
+                        following.req_headers = list(self.headers.items())
+                        root.mna_hop = following
+                except Exception:
+                    capture.counters["errors.capture"] += 1
+            return await original(self, conn, *args, **kwargs)
+        return send
+
+    def make_start(original):
+        async def start(self, connection, *args, **kwargs):
+            response = await original(self, connection, *args, **kwargs)
+            hop = current()
+            if hop is not None and hop.channel == NAME:
+                hop.status = self.status  # each hop's own: a redirect's tells send() a new hop begins
+            return response
+        return start
+
     def make_write(original):
         # The body as aiohttp writes it, before its chunked framing or compression: the writer task
         # runs in a copy of the request's context, so the aiohttp call is current there.
@@ -136,6 +180,8 @@ def install(patches) -> None:
 
     patches.wrap(importlib.import_module("aiohttp.http_writer").StreamWriter, "write", make_write)
     patches.wrap(client.ClientSession, "_request", make_request)
+    patches.wrap(client_reqrep.ClientRequest, "send", make_send)
+    patches.wrap(client_reqrep.ClientResponse, "start", make_start)
     patches.wrap(client_reqrep.ClientResponse, "read", make_read)
     patches.wrap(client_reqrep.ClientResponse, "release", make_release)
     patches.wrap(client_reqrep.ClientResponse, "close", make_release)
