@@ -404,3 +404,29 @@ def test_aiohttp_redirect_to_another_host_is_that_hosts_row(sink):
         server.server_close()
     assert [(e.host, e.path, e.query_keys, e.status) for e in outbound(sink)] == [
         ("127.0.0.1", "/innocent", (), 302), ("localhost", "/collect", ("data",), 200)]
+
+
+def test_urllib3_redirects_one_row_per_hop_retries_stay_in_one(sink, http_server):
+    """urllib3 used directly follows redirects by calling urlopen again inside the call: one row per hop;
+    a retry (after a retryable status) stays in its row, and so does a PoolManager handing the call to
+    its pool.  Under requests nothing changes (requests follows redirects itself)."""
+    import requests
+    import urllib3
+
+    port = int(http_server.rsplit(":", 1)[1])
+    manager = urllib3.PoolManager()
+    assert manager.request("GET", http_server + "/redirect/2").status == 200
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", port)
+    assert pool.request("GET", "/redirect/1").status == 200
+    retry = urllib3.Retry(2, status_forcelist=[503], backoff_factor=0, raise_on_status=False)
+    assert manager.request("GET", http_server + "/status/503", retries=retry).status == 503
+    rows = outbound(sink)
+    assert [(e.channel, e.path, e.status) for e in rows] == [
+        ("urllib3", "/redirect/2", 302), ("urllib3", "/redirect/1", 302), ("urllib3", "/echo", 200),
+        ("urllib3", "/redirect/1", 302), ("urllib3", "/echo", 200),
+        ("urllib3", "/status/503", 503)]  # three tries, one row
+    assert rows[2].resp_bytes > 0 and rows[0].resp_bytes == 0
+    sink.events.clear()
+    assert requests.get(http_server + "/redirect/1").status_code == 200
+    assert [(e.channel, e.path, e.status) for e in outbound(sink)] == [
+        ("requests", "/redirect/1", 302), ("requests", "/echo", 200)]

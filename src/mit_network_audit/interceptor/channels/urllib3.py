@@ -1,7 +1,11 @@
 """urllib3 used directly — owned at ``PoolManager.urlopen`` / ``HTTPConnectionPool.urlopen``.
 
 Under requests it only records that it carried the call.  Redirects that urllib3 follows itself
-stay in one row (one ``urlopen`` call by the caller); retries likewise.
+(used directly) are one row per hop, as requests and httpx give: urllib3 follows one by calling
+``urlopen`` again inside the call in progress, after a redirect response (its status, which
+http.client's getresponse put on the call) — that inner call ends the hop before and is a row of
+its own.  Retries stay in one row (the inner call after a failure or a retryable status), and so
+does a PoolManager handing the call to its pool.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from ._body import counting_body
 
 NAME = "urllib3"
 TARGET = "urllib3"
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 def install(patches) -> None:
@@ -24,6 +29,10 @@ def install(patches) -> None:
         def make(original):
             def urlopen(self, method, url, *args, **kwargs):
                 outer = current()
+                if outer is not None and outer.channel == NAME and outer.status in _REDIRECTS and not outer._ended:
+                    outer.hopped = True  # urllib3 follows a redirect: the hop before is complete
+                    capture.end(outer)
+                    outer = None
                 if outer is not None:  # under requests: only note the layer (one contextvar read)
                     layers = outer.layers
                     if layers is None:
@@ -52,8 +61,11 @@ def install(patches) -> None:
                 try:
                     response = original(self, method, url, *args, **kwargs)
                 except BaseException as exc:
-                    capture.end(call, exc)
+                    if not call.hopped:
+                        capture.end(call, exc)
                     raise
+                if call.hopped:  # the response is the last hop's, in that hop's row
+                    return response
                 try:
                     call.status = response.status
                     call.resp_headers = list(response.headers.items())
