@@ -16,7 +16,7 @@ import pytest
 
 import mail_support as ms
 import mit_network_audit as mna
-from net_support import close_listener
+from net_support import close_listener, outbound_rows_of_script
 
 CLI = [sys.executable, "-m", "mit_network_audit.cli"]
 
@@ -274,16 +274,9 @@ def test_mail_evasions_fall_back_to_the_socket_backstop(sink, smtp_server):
 
 
 def test_session_left_open_at_exit_gets_its_row(tmp_path, smtp_server):
-    from mit_network_audit.journal import open_store
-
-    script = tmp_path / "leaky.py"
-    script.write_text("import smtplib, sys\n"
-                      f"s = smtplib.SMTP('127.0.0.1', {smtp_server}, timeout=10)\n"
-                      "s.ehlo()\n"
-                      "KEEP = s  # never closed: the process just ends\n")
-    dsn = f"sqlite:///{tmp_path}/leaky.db"
-    done = subprocess.run([*CLI, "run", "--db", dsn, "--", "python", str(script)], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = [r.event for r in open_store(dsn).rows(limit=50) if r.event.direction == "outbound"]
+    rows = outbound_rows_of_script(tmp_path, "leaky", (
+        "import smtplib, sys\n"
+        f"s = smtplib.SMTP('127.0.0.1', {smtp_server}, timeout=10)\n"
+        "s.ehlo()\n"
+        "KEEP = s  # never closed: the process just ends\n"))
     assert [(e.channel, e.method, e.status, e.call_site) for e in rows] == [("smtp", "EHLO", 250, "leaky.py:2 in <module>")]

@@ -4,14 +4,13 @@ without the auditor."""
 
 import http.client
 import socket
-import subprocess
 import sys
 import threading
 import urllib.request
 
 import pytest
 
-from net_support import close_listener
+from net_support import close_listener, outbound_rows_of_script
 
 CLI = [sys.executable, "-m", "mit_network_audit.cli"]
 
@@ -67,18 +66,11 @@ def test_http_client_busy_connection_keeps_the_first_call(sink, http_server):
 
 
 def test_http_client_request_never_answered_has_its_row_at_exit(tmp_path, http_server):
-    from mit_network_audit.journal import open_store
-
-    script = tmp_path / "fire.py"
-    script.write_text("import http.client\n"
-                      f"conn = http.client.HTTPConnection('127.0.0.1', {_port(http_server)}, timeout=10)\n"
-                      "conn.request('PUT', '/left', body=b'abc')\n"
-                      "KEEP = conn  # no getresponse, no close: the process just ends\n")
-    dsn = f"sqlite:///{tmp_path}/fire.db"
-    done = subprocess.run([*CLI, "run", "--db", dsn, "--", "python", str(script)], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = [r.event for r in open_store(dsn).rows(limit=50) if r.event.direction == "outbound"]
+    rows = outbound_rows_of_script(tmp_path, "fire", (
+        "import http.client\n"
+        f"conn = http.client.HTTPConnection('127.0.0.1', {_port(http_server)}, timeout=10)\n"
+        "conn.request('PUT', '/left', body=b'abc')\n"
+        "KEEP = conn  # no getresponse, no close: the process just ends\n"))
     assert [(e.channel, e.method, e.path, e.req_bytes, e.call_site) for e in rows] == [
         ("http.client", "PUT", "/left", 3, "fire.py:3 in <module>")]
 

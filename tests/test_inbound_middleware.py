@@ -1,6 +1,7 @@
 """WSGI and ASGI middleware against real servers and real clients."""
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -76,26 +77,32 @@ def _free_port():
     return port
 
 
-def test_asgi_http_and_websocket_under_uvicorn(sink):
+@contextlib.contextmanager
+def _uvicorn_serving(**config):
+    """The audited ASGI app under a real uvicorn on a free loopback port (yields the port)."""
     uvicorn = pytest.importorskip("uvicorn")
     port = _free_port()
-    config = uvicorn.Config(AuditASGIMiddleware(asgi_app, app_name="api"), host="127.0.0.1", port=port,
-                            log_level="error", lifespan="off")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(AuditASGIMiddleware(asgi_app, app_name="api"), host="127.0.0.1",
+                                           port=port, log_level="error", lifespan="off", **config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         asyncio.run(asyncio.sleep(0.02))
     try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(5)
+
+
+def test_asgi_http_and_websocket_under_uvicorn(sink):
+    with _uvicorn_serving() as port:
         r = httpx.post(f"http://127.0.0.1:{port}/ask?x=1", content=b"abc")
         assert r.text == "got abc"
         websockets = pytest.importorskip("websockets.sync.client")
         with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:
             ws.send("hi")
             assert ws.recv() == "echo:hi"
-    finally:
-        server.should_exit = True
-        thread.join(5)
     inbound = [e for e in sink.events if e.direction == "inbound"]
     assert [(e.channel, e.method, e.status) for e in inbound] == [("asgi", "POST", 200), ("asgi", "WEBSOCKET", 101)]
     assert inbound[0].req_bytes == 3 and inbound[0].resp_bytes == len(b"got abc") and inbound[0].addon == "api"
@@ -140,22 +147,10 @@ def test_wsgi_hostile_host_and_path_cannot_hide_the_path(sink):
 def test_asgi_root_path_once_and_hostile_host(sink):
     # uvicorn --root-path: scope["path"] already includes root_path (the ASGI spec); the row must not
     # say it twice.  A hostile Host header must not cut the path out.
-    uvicorn = pytest.importorskip("uvicorn")
-    port = _free_port()
-    config = uvicorn.Config(AuditASGIMiddleware(asgi_app, app_name="api"), host="127.0.0.1", port=port,
-                            log_level="error", lifespan="off", root_path="/api")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        asyncio.run(asyncio.sleep(0.02))
-    try:
+    with _uvicorn_serving(root_path="/api") as port:
         assert httpx.get(f"http://127.0.0.1:{port}/users?page=2").text == "got "
         assert _raw_request(port, b"GET /%23/admin HTTP/1.1\r\nHost: x#\r\nConnection: close\r\n\r\n") == \
             b"HTTP/1.1 200 OK"
-    finally:
-        server.should_exit = True
-        thread.join(5)
     inbound = [e for e in sink.events if e.direction == "inbound"]
     assert [(e.host, e.path, e.query_keys) for e in inbound] == [
         ("127.0.0.1", "/api/users", ("page",)), ("x", "/api/%23/admin", ())]
