@@ -195,3 +195,10 @@ def test_log_and_report_show_hostile_text_as_text(sqlite_dsn):
     assert "\x1b" not in out
     code, out = run("log", "--db", dsn, "--format", "jsonl")  # the data itself is untouched
     assert json.loads(out.splitlines()[0])["method"] == HOSTILE["method"]
+
+
+def test_follow_with_one_json_document_is_a_usage_error(sqlite_dsn):
+    """--follow never ends, so --format json (one array) would print an array per poll: refused, jsonl named."""
+    open_store(sqlite_dsn).append([internal_event("start")])
+    result = CliRunner().invoke(main, ["log", "--db", sqlite_dsn, "--follow", "--format", "json"])
+    assert result.exit_code == 2 and "--format jsonl" in result.output, result.output

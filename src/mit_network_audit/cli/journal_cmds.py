@@ -61,6 +61,8 @@ def log(dsn, direction, channel, host, addon, vendor_bound, outcome, since, unti
       mit-network-audit log --addon acme_connector --format jsonl > rows.jsonl
       mit-network-audit log --follow
     """
+    if follow and fmt == "json":  # one JSON document never ends: each poll would print an array of its own
+        raise click.UsageError("--follow prints rows as they come: use --format jsonl (one object per line) or table")
     if host:  # as the journal keeps hosts: lower case, no trailing dot, an IPv6 address without brackets
         host = host.strip().lower().rstrip(".").removeprefix("[").removesuffix("]") or host
     since_us, until_us = parse_period(since, until)
