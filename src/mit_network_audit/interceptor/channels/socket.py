@@ -98,6 +98,15 @@ def _enrich_connected(call, sock, address) -> None:
         pass
 
 
+def count(call, n: int, sent: bool) -> None:
+    """Bytes sent or received on a tracked socket.  A request is what the other side sends: an
+    accepted connection's received bytes are its request, a connected one's sent bytes."""
+    if sent is (call.inbound_peer is None):
+        call.req_bytes += n
+    else:
+        call.resp_bytes += n
+
+
 def release(call) -> None:
     """A tracked socket closed: its row is finished (an accepted one is no longer claimable)."""
     if call.inbound_peer is not None and _inbound.get(call.inbound_peer) is call:
@@ -274,13 +283,9 @@ def _counting_class(base: type) -> type:
                         else 0
                     )
                 )
-                if sent:
-                    n = n if result is not None else len(args[0]) if args else 0
-                # a request is what the other side sends: an accepted connection's recv is its request
-                if sent is (call.inbound_peer is None):
-                    call.req_bytes += n
-                else:
-                    call.resp_bytes += n
+                if sent and result is None:
+                    n = len(args[0]) if args else 0
+                count(call, n, sent)
             return result
 
         method.__name__ = method.__qualname__ = name
@@ -293,10 +298,7 @@ def _counting_class(base: type) -> type:
             result = original(self, data, *args)
             call = _tracked.get(id(self))
             if call is not None:
-                if call.inbound_peer is None:
-                    call.req_bytes += len(data)
-                else:
-                    call.resp_bytes += len(data)
+                count(call, len(data), True)
             return result
 
         return sendall
@@ -330,9 +332,7 @@ def _counting_class(base: type) -> type:
                     if call.src_ip is None:
                         _enrich_peer(call, self)
                 elif call.outcome == "ok":
-                    call.outcome = "error"
-                    cls = type(OSError(result, ""))  # ECONNREFUSED -> ConnectionRefusedError, as connect() raises
-                    call.error = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+                    capture.fail(call, OSError(result, ""))  # ECONNREFUSED -> ConnectionRefusedError, as connect() raises
             return result
 
         return getsockopt

@@ -55,12 +55,9 @@ def install(patches) -> None:
             call = socket_channel._tracked.get(id(self))
             if call is not None:
                 n = result if isinstance(result, int) else len(result) if isinstance(result, bytes) else 0
-                if sent:
-                    n = n if n or not args else len(args[0])
-                if sent is (call.inbound_peer is None):  # an accepted connection's read is its request
-                    call.req_bytes += n
-                else:
-                    call.resp_bytes += n
+                if sent and not n and args:
+                    n = len(args[0])
+                socket_channel.count(call, n, sent)
             return result
         return method
 
