@@ -157,16 +157,21 @@ def test_inbound_connections_are_counted_apart_from_requests(tmp_path):
     accepted = [row(direction="inbound", channel="socket", method=None, protocol="tcp", host="127.0.0.1",
                     addon="acme_connector", dest_class="local", component=None, req_bytes=40, resp_bytes=7)
                 for _ in range(3)]
+    # a module name is the program's text: markup in it is shown, never read ("[/b]" ended the report)
+    accepted.append(row(direction="inbound", channel="socket", method=None, protocol="tcp", host="127.0.0.1",
+                        addon="[/b]evil", dest_class="local", component=None, req_bytes=1, resp_bytes=0))
     rep = report_for(f"sqlite:///{tmp_path}/in.db", [served, *accepted])
     inbound = rep.summary["inbound"]
-    assert (inbound["requests"], inbound["connections"]) == (1, 3)
-    assert inbound["listeners"] == {"acme_connector": {"connections": 3, "req_bytes": 120}}
-    assert rep.summary["totals"]["inbound"] == 4 and rep.verdict == "all_clear"
+    assert (inbound["requests"], inbound["connections"]) == (1, 4)
+    assert inbound["listeners"] == {"acme_connector": {"connections": 3, "req_bytes": 120},
+                                    "[/b]evil": {"connections": 1, "req_bytes": 1}}
+    assert rep.summary["totals"]["inbound"] == 5 and rep.verdict == "all_clear"
     console = Console(record=True, width=200)
     render(rep, console)
     text = console.export_text()
     assert "Inbound: 1 request(s) served." in text
-    assert "3 TCP connection(s) accepted outside any HTTP layer, on listeners opened by acme_connector (3)" in text
+    assert ("4 TCP connection(s) accepted outside any HTTP layer, on listeners opened by [/b]evil (1), "
+            "acme_connector (3)") in text
 
 
 @pytest.mark.parametrize("content, says", [

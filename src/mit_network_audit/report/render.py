@@ -77,6 +77,6 @@ def render(report: Report, console: Console) -> None:
         console.print(f"Inbound: {inbound['requests']:,} request(s) served.", highlight=False)
     if inbound.get("connections"):
         owners = ", ".join(f"{addon} ({info['connections']:,})" for addon, info in sorted(inbound["listeners"].items()))
-        console.print(f"Inbound: {inbound['connections']:,} TCP connection(s) accepted outside any HTTP layer, "
-                      f"on listeners opened by {owners}.", highlight=False)
+        console.print(safe_text(f"Inbound: {inbound['connections']:,} TCP connection(s) accepted outside any HTTP "
+                                f"layer, on listeners opened by {owners}."), highlight=False)
     console.print(Panel.fit("exit status: 0 all clear · 1 review · 2 alarm", style="dim"))
