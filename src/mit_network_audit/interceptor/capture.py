@@ -325,6 +325,13 @@ def end(call: Call, exc: BaseException | None = None) -> None:
         counters["errors.capture"] += 1
 
 
+def end_hop(call: Call) -> None:
+    """A library follows a redirect inside ``call`` (urllib, urllib3): this hop's row is complete now;
+    the wrapper that began it sees ``hopped`` and takes nothing more from its own return."""
+    call.hopped = True
+    end(call)
+
+
 def fail(call: Call, exc: BaseException) -> None:
     call.outcome = "error"
     cls = type(exc)

@@ -27,8 +27,7 @@ def install(patches) -> None:
                 method = fullurl.get_method()
             previous = capture.current()
             if previous is not None and previous.channel == NAME and not previous._ended:
-                previous.hopped = True  # its own open returns later: nothing more is taken from it
-                capture.end(previous)
+                capture.end_hop(previous)
             call = capture.begin(NAME, method=method or ("POST" if data is not None else "GET"), url=url)
             if call is None:
                 return original(self, fullurl, data, *args, **kwargs)

@@ -30,8 +30,7 @@ def install(patches) -> None:
             def urlopen(self, method, url, *args, **kwargs):
                 outer = current()
                 if outer is not None and outer.channel == NAME and outer.status in _REDIRECTS and not outer._ended:
-                    outer.hopped = True  # urllib3 follows a redirect: the hop before is complete
-                    capture.end(outer)
+                    capture.end_hop(outer)  # urllib3 follows a redirect: the hop before is complete
                     outer = None
                 if outer is not None:  # under requests: only note the layer (one contextvar read)
                     layers = outer.layers
